@@ -1,0 +1,58 @@
+"""Versioned environment ids: ``make("spread-v3", num_agents=3)`` -> ``(env, params)``.
+
+Keyword arguments are split between the env's constructor (static: shapes, counts, action
+type) and its params (traced: anything in ``default_params()``); an unknown keyword is a
+``ValueError`` that lists both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import re
+from collections.abc import Callable
+from typing import Any
+
+from jaxmarl_coop.envs.core import Env
+
+_ID = re.compile(r"^[A-Za-z0-9_.\-]+-v\d+$")
+_REGISTRY: dict[str, Callable[..., Env]] = {}
+
+
+def register(env_id: str, factory: Callable[..., Env], *, overwrite: bool = False) -> None:
+    """Register an env class (or any callable returning an ``Env``) under ``name-vN``."""
+    if not _ID.match(env_id):
+        raise ValueError(f"env id must look like 'name-vN' (e.g. 'spread-v3'), got {env_id!r}")
+    if env_id in _REGISTRY and not overwrite:
+        raise ValueError(f"env id {env_id!r} is already registered (pass overwrite=True)")
+    _REGISTRY[env_id] = factory
+
+
+def registered() -> list[str]:
+    """Every registered id, sorted."""
+    return sorted(_REGISTRY)
+
+
+def _constructor_args(factory: Callable[..., Env]) -> list[str]:
+    target = factory.__init__ if inspect.isclass(factory) else factory
+    return [p.name for p in inspect.signature(target).parameters.values()
+            if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
+def make(env_id: str, **kwargs: Any) -> tuple[Env, Any]:
+    """Build a registered env and its params; see the module docstring for ``kwargs``."""
+    if env_id not in _REGISTRY:
+        raise ValueError(f"unknown env id {env_id!r}; registered ids: {', '.join(registered())}")
+    factory = _REGISTRY[env_id]
+    static = _constructor_args(factory)
+    env = factory(**{k: v for k, v in kwargs.items() if k in static})
+    env.name = env_id
+    params = env.default_params()
+    field_names = [f.name for f in dataclasses.fields(params)]
+    unknown = sorted(set(kwargs) - set(static) - set(field_names))
+    if unknown:
+        raise ValueError(f"{env_id} has no option {', '.join(map(repr, unknown))}; "
+                         f"constructor options: {', '.join(static)}; "
+                         f"params: {', '.join(field_names)}")
+    updates = {k: v for k, v in kwargs.items() if k in field_names and k not in static}
+    return env, params.replace(**updates) if updates else params

@@ -1,0 +1,231 @@
+"""``tracking-v1``: a team tracks a moving target without colliding (the seed task).
+
+N agents (default 2, discs of ``agent_size``) move with the MPE physics inside the square
+arena ``[-arena_half_width, arena_half_width]^2`` (inelastic walls), among
+``num_obstacles`` static discs (default none). A target point moves at constant
+``target_speed`` along a smooth random path: its heading takes a Gaussian turn of standard
+deviation ``target_turn_std * sqrt(dt)`` each step, and, with ``flee_weight`` w > 0, is
+blended towards the direction away from the nearest agent::
+
+    heading <- angle((1 - w) * (cos h, sin h) + w * unit(p_T - p_nearest))
+
+The target bounces off the walls (mirror reflection of position and heading).
+
+Team reward, the same for every agent, with ``d_i = ||p_i - p_T||``::
+
+    r = - distance_weight * mean_i d_i
+        + capture_bonus * 1[min_i d_i < capture_radius]
+        - collision_penalty * (#touching agent pairs + #touching agent-obstacle pairs)
+
+``info``: ``mean_distance`` (mean_i d_i), ``captured`` (1 if some agent is inside the
+capture radius; its episode mean is the fraction of steps with a capture) and
+``collisions`` (the count in the reward). Observation of agent ``i`` (width
+``8 + 4(N-1) + 2K``)::
+
+    [v_i, p_i, p_T - p_i, v_T, (p_j - p_i)_{j != i}, (v_j)_{j != i}, (o_k - p_i)_k]
+
+Global state: ``[all p (2N), all v (2N), p_T, v_T, all o (2K)]``. Episodes are
+truncated after ``max_steps`` (50); they never terminate.
+
+Reference policies: ``random_policy`` (uniform legal actions, ``envs.core``) and
+``greedy_chase_policy`` below (every agent heads straight for the target).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from jaxmarl_coop.envs import physics
+from jaxmarl_coop.envs.core import Env, TimeStep, check_count, check_param, concrete_values
+from jaxmarl_coop.envs.spread import others_index
+
+
+@struct.dataclass
+class TrackingState:
+    agent_pos: jax.Array  # (N, 2)
+    agent_vel: jax.Array  # (N, 2)
+    target_pos: jax.Array  # (2,)
+    target_heading: jax.Array  # () radians
+    obstacle_pos: jax.Array  # (K, 2)
+    step: jax.Array  # () int32
+
+
+@struct.dataclass
+class TrackingParams:
+    max_steps: int = 50
+    arena_half_width: float = 1.0
+    agent_size: float = 0.05
+    agent_accel: float = 5.0
+    agent_mass: float = 1.0
+    agent_max_speed: float = 1.0
+    obstacle_size: float = 0.1
+    target_speed: float = 0.5
+    target_turn_std: float = 2.0
+    flee_weight: float = 0.0
+    capture_radius: float = 0.2
+    distance_weight: float = 1.0
+    capture_bonus: float = 1.0
+    collision_penalty: float = 1.0
+    world: physics.WorldParams = physics.WorldParams()
+
+    def __post_init__(self) -> None:
+        check_param("max_steps", self.max_steps, low=1)
+        for name in ("arena_half_width", "agent_size", "agent_mass"):
+            check_param(name, getattr(self, name), low=0.0, low_inclusive=False)
+        check_param("agent_max_speed", self.agent_max_speed, low=0.0, low_inclusive=False,
+                    allow_inf=True)
+        for name in ("agent_accel", "obstacle_size", "target_speed", "target_turn_std",
+                     "capture_radius", "distance_weight", "capture_bonus",
+                     "collision_penalty"):
+            check_param(name, getattr(self, name), low=0.0)
+        check_param("flee_weight", self.flee_weight, low=0.0, high=1.0)
+        half = concrete_values(self.arena_half_width)
+        if half is not None:
+            check_param("agent_size (must fit in the arena)", self.agent_size, high=half,
+                        high_inclusive=False)
+
+
+def _unit(v: jax.Array) -> jax.Array:
+    norm = jnp.sqrt(jnp.sum(v * v, axis=-1, keepdims=True))
+    return jnp.where(norm > 1e-8, v / jnp.maximum(norm, 1e-8), 0.0)
+
+
+class Tracking(Env[TrackingState, TrackingParams]):
+    """N agents in a walled arena track a randomly moving (optionally fleeing) target."""
+
+    def __init__(self, num_agents: int = 2, num_obstacles: int = 0,
+                 continuous_actions: bool = False, debug: bool = False) -> None:
+        self.num_agents = check_count("num_agents", num_agents, 1)
+        self.num_obstacles = check_count("num_obstacles", num_obstacles, 0)
+        self.continuous_actions = bool(continuous_actions)
+        self.debug = bool(debug)
+        n, k = self.num_agents, self.num_obstacles
+        self.num_actions = physics.NUM_MOVE_ACTIONS
+        self.obs_dim = 8 + 4 * (n - 1) + 2 * k
+        self.state_dim = 4 * n + 4 + 2 * k
+        self.agent_names = tuple(f"agent_{i}" for i in range(n))
+        self.teams = {"agents": tuple(range(n))}
+        self._others = others_index(n)
+
+    def default_params(self) -> TrackingParams:
+        return TrackingParams()
+
+    def reset_env(self, key: jax.Array, params: TrackingParams
+                  ) -> tuple[TrackingState, TimeStep]:
+        n, k = self.num_agents, self.num_obstacles
+        u = jax.random.uniform(key, (n + k + 2, 2), jnp.float32, -1.0, 1.0)
+        half = params.arena_half_width
+        state = TrackingState(
+            agent_pos=u[:n] * (half - params.agent_size),
+            agent_vel=jnp.zeros((n, 2), jnp.float32),
+            target_pos=u[n] * 0.8 * half,
+            target_heading=u[n + 1, 0] * jnp.pi,
+            obstacle_pos=u[n + 2:] * 0.7 * half,
+            step=jnp.zeros((), jnp.int32))
+        reward, info = self._reward(state, params)
+        return state, self._timestep(state, jnp.zeros_like(reward), info, params)
+
+    def step_env(self, key: jax.Array, state: TrackingState, actions: jax.Array,
+                 params: TrackingParams) -> tuple[TrackingState, TimeStep]:
+        n = self.num_agents
+        ones = jnp.ones((n,), jnp.float32)
+        size = ones * params.agent_size
+        pos, vel = physics.world_step(
+            state.agent_pos, state.agent_vel,
+            physics.action_direction(actions, self.continuous_actions),
+            size=size, mass=ones * params.agent_mass, accel=ones * params.agent_accel,
+            max_speed=ones * params.agent_max_speed, collide=jnp.ones((n,), bool),
+            obstacle_pos=state.obstacle_pos,
+            obstacle_size=jnp.full((self.num_obstacles,), params.obstacle_size, jnp.float32),
+            params=params.world)
+        pos, vel = physics.confine(pos, vel, size, params.arena_half_width)
+        target_pos, heading = self._move_target(key, state, params)
+        state = state.replace(agent_pos=pos, agent_vel=vel, target_pos=target_pos,
+                              target_heading=heading, step=state.step + 1)
+        reward, info = self._reward(state, params)
+        return state, self._timestep(state, reward, info, params)
+
+    def _move_target(self, key: jax.Array, state: TrackingState, params: TrackingParams
+                     ) -> tuple[jax.Array, jax.Array]:
+        dt = params.world.dt
+        turn = jax.random.normal(key, (), jnp.float32) * params.target_turn_std * jnp.sqrt(dt)
+        heading = state.target_heading + turn
+        wander = jnp.stack([jnp.cos(heading), jnp.sin(heading)])
+        away = state.target_pos[None, :] - state.agent_pos  # (N, 2)
+        nearest = jnp.argmin(jnp.sum(away * away, axis=-1))
+        want = (1.0 - params.flee_weight) * wander + params.flee_weight * _unit(away[nearest])
+        heading = jnp.where(jnp.sum(want * want) > 1e-12, jnp.arctan2(want[1], want[0]), heading)
+        pos = state.target_pos + params.target_speed * dt * jnp.stack([jnp.cos(heading),
+                                                                       jnp.sin(heading)])
+        # mirror off the walls: position folded back inside, heading reflected per axis
+        half = params.arena_half_width
+        over_hi, over_lo = pos > half, pos < -half
+        pos = jnp.where(over_hi, 2 * half - pos, jnp.where(over_lo, -2 * half - pos, pos))
+        flip = over_hi | over_lo
+        direction = jnp.stack([jnp.cos(heading), jnp.sin(heading)])
+        direction = jnp.where(flip, -direction, direction)
+        return jnp.clip(pos, -half, half), jnp.arctan2(direction[1], direction[0])
+
+    # ----- pieces -----------------------------------------------------------------------
+    def _reward(self, state: TrackingState, params: TrackingParams
+                ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        n = self.num_agents
+        to_target = jnp.sqrt(jnp.sum((state.agent_pos - state.target_pos) ** 2, axis=-1))
+        mean_distance = jnp.mean(to_target)
+        captured = (jnp.min(to_target) < params.capture_radius).astype(jnp.float32)
+        _, between = physics.pair_distances(state.agent_pos, state.agent_pos)
+        pairs = jnp.sum(jnp.triu(between < 2.0 * params.agent_size, k=1))
+        collisions = pairs.astype(jnp.float32)
+        if self.num_obstacles > 0:
+            _, to_obstacle = physics.pair_distances(state.agent_pos, state.obstacle_pos)
+            collisions += jnp.sum(to_obstacle < params.agent_size + params.obstacle_size)
+        team = (-params.distance_weight * mean_distance + params.capture_bonus * captured
+                - params.collision_penalty * collisions)
+        info = {"mean_distance": mean_distance, "captured": captured, "collisions": collisions}
+        return jnp.full((n,), team, jnp.float32), info
+
+    def target_velocity(self, state: TrackingState, params: TrackingParams) -> jax.Array:
+        return params.target_speed * jnp.stack([jnp.cos(state.target_heading),
+                                                jnp.sin(state.target_heading)])
+
+    def _timestep(self, state: TrackingState, reward: jax.Array, info: dict[str, jax.Array],
+                  params: TrackingParams) -> TimeStep:
+        n = self.num_agents
+        pos, vel = state.agent_pos, state.agent_vel
+        target_vel = self.target_velocity(state, params)
+        obs = jnp.concatenate([
+            vel, pos, state.target_pos[None, :] - pos, jnp.broadcast_to(target_vel, (n, 2)),
+            (pos[self._others] - pos[:, None, :]).reshape(n, -1),
+            vel[self._others].reshape(n, -1),
+            (state.obstacle_pos[None, :, :] - pos[:, None, :]).reshape(n, -1)], axis=-1)
+        global_state = jnp.concatenate([pos.reshape(-1), vel.reshape(-1), state.target_pos,
+                                        target_vel, state.obstacle_pos.reshape(-1)])
+        return TimeStep(obs=obs, action_mask=self.all_legal_mask(), global_state=global_state,
+                        reward=reward, terminated=jnp.zeros((), bool),
+                        truncated=state.step >= params.max_steps, info=info)
+
+
+def greedy_chase_policy(env: Tracking) -> Callable[[jax.Array, TimeStep], jax.Array]:
+    """Every agent heads straight for the target, ignoring its teammates.
+
+    Discrete: the move whose direction best matches ``p_T - p_i``; continuous: full thrust
+    along ``p_T - p_i``. Returns ``policy(key, timestep) -> actions``.
+    """
+
+    def policy(key: jax.Array, timestep: TimeStep) -> jax.Array:
+        del key
+        to_target = timestep.obs[:, 4:6]
+        if env.continuous_actions:
+            u = to_target / jnp.maximum(jnp.max(jnp.abs(to_target), axis=-1, keepdims=True),
+                                        1e-8)
+            return jnp.concatenate([jnp.zeros((u.shape[0], 1)), jnp.maximum(-u[:, :1], 0),
+                                    jnp.maximum(u[:, :1], 0), jnp.maximum(-u[:, 1:], 0),
+                                    jnp.maximum(u[:, 1:], 0)], axis=-1).astype(jnp.float32)
+        score = to_target @ jnp.asarray(physics.DISCRETE_DIRECTIONS).T  # (N, 5)
+        return jnp.argmax(score.at[:, 0].set(1e-6), axis=-1).astype(jnp.int32)
+
+    return policy

@@ -1,0 +1,56 @@
+"""Settings applied where our entry points start JAX (tests, experiments, benchmarks).
+
+On small CPU machines XLA's concurrency-optimised CPU scheduler has been seen to leave
+``jit(vmap(train))`` programs waiting forever in ``Execute`` (jax 0.10, 2 cores).
+``configure_xla()`` turns that scheduler off through ``XLA_FLAGS`` before the backend
+starts. It only adds a flag the installed jaxlib knows (an unknown flag in ``XLA_FLAGS``
+aborts the process), never overrides a value the user set, and can be skipped with
+``JAXMARL_COOP_KEEP_XLA_FLAGS=1``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import mmap
+import os
+from pathlib import Path
+
+#: Flags we add on every platform (each only if the installed jaxlib knows it).
+SAFE_XLA_FLAGS = ("--xla_cpu_enable_concurrency_optimized_scheduler=false",)
+
+
+def _jaxlib_knows(flag_name: str) -> bool:
+    spec = importlib.util.find_spec("jaxlib")
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    needle = flag_name.encode()
+    for folder in spec.submodule_search_locations:
+        for lib in Path(folder).glob("*.so"):
+            try:
+                with open(lib, "rb") as fh, mmap.mmap(fh.fileno(), 0,
+                                                       access=mmap.ACCESS_READ) as data:
+                    if data.find(needle) != -1:
+                        return True
+            except (OSError, ValueError):
+                continue
+    return False
+
+
+def configure_xla() -> list[str]:
+    """Add ``SAFE_XLA_FLAGS`` to ``XLA_FLAGS``; returns the flags added.
+
+    Call it before the first JAX computation (importing jax is fine; the flags are read
+    when the backend starts).
+    """
+    if os.environ.get("JAXMARL_COOP_KEEP_XLA_FLAGS") == "1":
+        return []
+    current = os.environ.get("XLA_FLAGS", "")
+    added = []
+    for flag in SAFE_XLA_FLAGS:
+        name = flag.split("=", 1)[0]
+        if name in current or not _jaxlib_knows(name.lstrip("-")):
+            continue
+        added.append(flag)
+    if added:
+        os.environ["XLA_FLAGS"] = " ".join([current, *added]).strip()
+    return added
