@@ -28,6 +28,13 @@ def register(env_id: str, factory: Callable[..., Env], *, overwrite: bool = Fals
     _REGISTRY[env_id] = factory
 
 
+def unregister(env_id: str) -> None:
+    """Remove a registered id (e.g. a user env registered for one experiment)."""
+    if env_id not in _REGISTRY:
+        raise ValueError(f"unknown env id {env_id!r}; registered ids: {', '.join(registered())}")
+    del _REGISTRY[env_id]
+
+
 def registered() -> list[str]:
     """Every registered id, sorted."""
     return sorted(_REGISTRY)

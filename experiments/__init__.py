@@ -1,0 +1,1 @@
+"""Experiments: benchmark and study scripts (run from the repository root)."""

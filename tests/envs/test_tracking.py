@@ -1,0 +1,94 @@
+"""tracking-v1: the reward formula, the target's path and the reference policies."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxmarl_coop.envs import greedy_chase_policy, make, random_policy, wrap
+
+
+def test_reward_formula_on_a_hand_made_state():
+    env, params = make("tracking-v1", num_agents=3, num_obstacles=1)
+    state, _ = env.reset(jax.random.PRNGKey(0), params)
+    state = state.replace(
+        agent_pos=jnp.array([[0.0, 0.0], [0.05, 0.0], [0.5, 0.5]]),  # agents 0 and 1 touch
+        target_pos=jnp.array([0.1, 0.0]),
+        obstacle_pos=jnp.array([[0.5, 0.62]]))  # agent 2 touches the obstacle (0.12 < 0.15)
+    reward, info = env._reward(state, params)
+    d = np.array([0.1, 0.05, np.hypot(0.4, 0.5)])
+    expected = -d.mean() + 1.0 * 1.0 - 1.0 * 2.0
+    np.testing.assert_allclose(np.asarray(reward), [expected] * 3, rtol=1e-5)
+    assert float(info["collisions"]) == 2.0 and float(info["captured"]) == 1.0
+    np.testing.assert_allclose(float(info["mean_distance"]), d.mean(), rtol=1e-5)
+
+
+def _evaluate(env, params, policy, episodes=64, key=0):
+    env = wrap(env)
+    steps = params.max_steps
+
+    def episode(key):
+        def body(carry, key):
+            state, ts = carry
+            k_act, k_step = jax.random.split(key)
+            state, ts = env.step(k_step, state, policy(k_act, ts), params)
+            return (state, ts), ts
+
+        k0, k1 = jax.random.split(key)
+        carry = env.reset(k0, params)
+        (_, ts), traj = jax.lax.scan(body, carry, jax.random.split(k1, steps))
+        return ts.info, traj.info["final_obs"]
+
+    info, _ = jax.jit(jax.vmap(episode))(jax.random.split(jax.random.PRNGKey(key), episodes))
+    return {k: float(np.mean(v, axis=0).mean()) for k, v in info.items()
+            if k.startswith("episode_")}
+
+
+def test_greedy_chase_tracks_far_better_than_random_but_collides():
+    env, params = make("tracking-v1")
+    greedy = _evaluate(env, params, greedy_chase_policy(env))
+    rand = _evaluate(env, params, random_policy(env))
+    assert greedy["episode_return"] > rand["episode_return"] + 10.0
+    assert greedy["episode_mean_distance"] < 0.5 * rand["episode_mean_distance"]
+    assert greedy["episode_captured"] > 0.4 > rand["episode_captured"]
+    # heading for the same point makes the greedy team bump into itself
+    assert greedy["episode_collisions"] > rand["episode_collisions"]
+
+
+def test_greedy_chase_continuous_also_tracks():
+    env, params = make("tracking-v1", continuous_actions=True)
+    greedy = _evaluate(env, params, greedy_chase_policy(env), episodes=16)
+    rand = _evaluate(env, params, random_policy(env), episodes=16)
+    assert greedy["episode_mean_distance"] < 0.5 * rand["episode_mean_distance"]
+
+
+def test_target_stays_in_arena_moves_at_its_speed_and_can_flee():
+    env, params = make("tracking-v1", target_speed=0.8, arena_half_width=0.5)
+    state, _ = env.reset(jax.random.PRNGKey(1), params)
+    step = jax.jit(env.step)
+    previous = np.asarray(state.target_pos)
+    for i in range(200):
+        state, ts = step(jax.random.PRNGKey(i), state, jnp.zeros(2, jnp.int32), params)
+        pos = np.asarray(state.target_pos)
+        assert np.all(np.abs(pos) <= 0.5 + 1e-6)
+        assert np.linalg.norm(pos - previous) <= 0.08 + 1e-5  # speed * dt, less at walls
+        previous = pos
+        assert np.all(np.abs(np.asarray(state.agent_pos)) <= 0.5 - 0.05 + 1e-6)
+
+    flee, fparams = make("tracking-v1", flee_weight=1.0, target_turn_std=0.0)
+    state, _ = flee.reset(jax.random.PRNGKey(0), fparams)
+    state = state.replace(agent_pos=jnp.array([[0.0, 0.0], [0.9, 0.9]]),
+                          target_pos=jnp.array([0.2, 0.0]), target_heading=jnp.array(np.pi))
+    state, _ = flee.step(jax.random.PRNGKey(0), state, jnp.zeros(2, jnp.int32), fparams)
+    np.testing.assert_allclose(np.asarray(state.target_pos), [0.25, 0.0], atol=1e-6)
+
+
+def test_random_policy_respects_the_mask():
+    env, _ = make("tracking-v1")
+    policy = random_policy(env)
+    mask = jnp.array([[False, True, False, False, False], [False, False, False, True, True]])
+    ts = env.reset(jax.random.PRNGKey(0))[1]._replace(action_mask=mask)
+    draws = jax.vmap(lambda k: policy(k, ts))(jax.random.split(jax.random.PRNGKey(0), 200))
+    assert set(np.asarray(draws[:, 0]).tolist()) == {1}
+    assert set(np.asarray(draws[:, 1]).tolist()) == {3, 4}
