@@ -316,6 +316,23 @@ def _jax_versions() -> dict[str, Any]:
             "backend": jax.default_backend()}
 
 
+def cpu_busy_fraction(seconds: float = 0.5) -> float | None:
+    """Fraction of all CPUs busy over ``seconds`` (from /proc/stat); call it while idle
+    ourselves to see whether other processes compete for the cores."""
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as fh:
+            values = [int(v) for v in fh.readline().split()[1:]]
+        return sum(values), values[3] + values[4]  # total, idle + iowait
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    return 1.0 - (idle1 - idle0) / max(total1 - total0, 1)
+
+
 def machine_info() -> dict[str, Any]:
     """CPU model, core counts, load, Python/JAX versions and devices."""
     cpu_model = platform.processor() or None
@@ -332,7 +349,8 @@ def machine_info() -> dict[str, Any]:
     except AttributeError:
         usable = os.cpu_count()
     return {"cpu_model": cpu_model, "cpu_count": os.cpu_count(), "usable_cores": usable,
-            "loadavg_start": list(os.getloadavg()), "platform": platform.platform(),
+            "loadavg_start": list(os.getloadavg()), "cpu_busy_start": cpu_busy_fraction(),
+            "platform": platform.platform(),
             "python": platform.python_version(), "numpy_version": np.__version__,
             **_jax_versions(), "devices": [str(d) for d in jax.devices()],
             "xla_flags": os.environ.get("XLA_FLAGS", "")}
@@ -479,6 +497,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     rows.sort(key=lambda r: (args.envs.index(r["env"]), order[r["impl"]], r["batch"]))
     add_ratios(rows)
     data["machine"]["loadavg_end"] = list(os.getloadavg())
+    data["machine"]["cpu_busy_end"] = cpu_busy_fraction()
     out = Path(args.out)
     write_json_atomic(out, data)
     print(format_table(rows))
@@ -488,8 +507,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                          if info.get("jax_version"))
     print(f"\n{versions}; machine: {data['machine']['cpu_model']}, "
           f"{data['machine']['usable_cores']} cores, backend {jax.default_backend()}; "
-          f"load {data['machine']['loadavg_start'][0]:.2f} -> "
-          f"{data['machine']['loadavg_end'][0]:.2f}")
+          f"other load: CPUs busy {_fmt(data['machine']['cpu_busy_start'], '.0%')} before, "
+          f"{_fmt(data['machine']['cpu_busy_end'], '.0%')} after")
     print(f"wrote {out}")
     return data
 

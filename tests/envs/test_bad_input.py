@@ -97,9 +97,9 @@ def test_invalid_params_rejected_when_built_directly():
 
 
 def test_registry_errors_and_user_envs():
-    with pytest.raises(ValueError, match="unknown env id 'nope-v1'.*spread-v3"):
+    with pytest.raises(ValueError, match=r"unknown env id .nope-v1.*spread-v3"):
         make("nope-v1")
-    with pytest.raises(ValueError, match="no option 'bogus'.*local_ratio"):
+    with pytest.raises(ValueError, match=r"no option .bogus.*local_ratio"):
         make("spread-v3", bogus=1)
     with pytest.raises(ValueError, match="name-vN"):
         register("noversion", Spread)

@@ -61,7 +61,7 @@ def test_obstacles_push_but_do_not_move():
 @given(st.lists(st.tuples(st.floats(-1, 1, width=32), st.floats(-1, 1, width=32)), min_size=2,
                 max_size=5))
 def test_no_nan_even_for_coincident_discs(points):
-    pos = np.array(points + [points[0]], np.float32)  # the last one sits on the first
+    pos = np.array([*points, points[0]], np.float32)  # the last one sits on the first
     new_pos, new_vel = _step(pos, np.zeros_like(pos), np.zeros_like(pos))
     assert np.all(np.isfinite(new_pos)) and np.all(np.isfinite(new_vel))
 

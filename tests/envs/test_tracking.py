@@ -69,7 +69,7 @@ def test_target_stays_in_arena_moves_at_its_speed_and_can_flee():
     step = jax.jit(env.step)
     previous = np.asarray(state.target_pos)
     for i in range(200):
-        state, ts = step(jax.random.PRNGKey(i), state, jnp.zeros(2, jnp.int32), params)
+        state, _ts = step(jax.random.PRNGKey(i), state, jnp.zeros(2, jnp.int32), params)
         pos = np.asarray(state.target_pos)
         assert np.all(np.abs(pos) <= 0.5 + 1e-6)
         assert np.linalg.norm(pos - previous) <= 0.08 + 1e-5  # speed * dt, less at walls

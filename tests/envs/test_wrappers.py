@@ -6,8 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmarl_coop.envs import (AgentID, AutoReset, EpisodeStats, VecEnv, make, random_policy,
-                               wrap)
+from jaxmarl_coop.envs import AgentID, AutoReset, EpisodeStats, VecEnv, make, random_policy, wrap
 
 
 def _rollout(env, params, steps, key=0):
@@ -50,10 +49,10 @@ def test_auto_reset_keeps_the_true_final_observation():
 def test_auto_reset_step_counter_restarts():
     base, params = make("tracking-v1", max_steps=3)
     env = AutoReset(base)
-    state, ts = env.reset(jax.random.PRNGKey(0), params)
+    state, _ = env.reset(jax.random.PRNGKey(0), params)
     steps = []
     for i in range(7):
-        state, ts = env.step(jax.random.PRNGKey(i), state, jnp.zeros(2, jnp.int32), params)
+        state, _ts = env.step(jax.random.PRNGKey(i), state, jnp.zeros(2, jnp.int32), params)
         steps.append(int(state.step))
     assert steps == [1, 2, 0, 1, 2, 0, 1]
 
@@ -97,7 +96,7 @@ def test_vec_env_lanes_match_single_envs():
     state, ts = vec.reset(key, params)
     assert ts.obs.shape == (4, 4, env.obs_dim)
     actions = jnp.tile(jnp.arange(4, dtype=jnp.int32), (4, 1))
-    state2, ts2 = jax.jit(vec.step)(key, state, actions, params)
+    _state2, ts2 = jax.jit(vec.step)(key, state, actions, params)
     lane_keys = jax.random.split(key, 4)
     s1, _ = env.reset(lane_keys[2], params)
     _, t1 = env.step(lane_keys[2], s1, actions[2], params)

@@ -1,0 +1,1 @@
+"""Learners and the pieces they share (evaluation, ...). They use only the ``Env`` contract."""
