@@ -20,7 +20,7 @@ from flax import struct
 from jaxmarl_coop.envs.core import Env, TimeStep, check_count
 
 _DELEGATED = ("name", "num_agents", "num_actions", "obs_dim", "state_dim", "agent_names",
-              "teams", "continuous_actions", "debug")
+              "teams", "continuous_actions", "debug", "num_obs_indices")
 
 
 class Wrapper(Env):
@@ -58,6 +58,10 @@ class Wrapper(Env):
     def prepare_actions(self, actions: Any) -> jax.Array:
         return self._env.prepare_actions(actions)
 
+    def obs_index(self, obs: jax.Array) -> jax.Array:
+        # wrappers only append columns (AgentID), so the wrapped env decodes the leading ones
+        return self._env.obs_index(obs)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._env!r})"
 
@@ -80,8 +84,9 @@ class AutoReset(Wrapper):
     On the step that ends an episode the returned ``TimeStep`` has the final step's
     ``reward``, ``terminated``, ``truncated`` and ``info``, but ``obs``, ``action_mask`` and
     ``global_state`` of the new episode's first step; the last observation of the old
-    episode is in ``info["final_obs"]`` and ``info["final_global_state"]`` (equal to ``obs``
-    and ``global_state`` on every other step), so a truncated episode can bootstrap from it.
+    episode is in ``info["final_obs"]``, ``info["final_global_state"]`` and
+    ``info["final_action_mask"]`` (equal to ``obs``, ``global_state`` and ``action_mask`` on
+    every other step), so a truncated episode can bootstrap from it.
     """
 
     def reset(self, key: jax.Array, params: Any = None) -> tuple[Any, TimeStep]:
@@ -103,7 +108,8 @@ class AutoReset(Wrapper):
     @staticmethod
     def _with_final(ts: TimeStep, final: TimeStep) -> TimeStep:
         return ts._replace(info=dict(ts.info, final_obs=final.obs,
-                                     final_global_state=final.global_state))
+                                     final_global_state=final.global_state,
+                                     final_action_mask=final.action_mask))
 
 
 @struct.dataclass

@@ -1,0 +1,234 @@
+"""Independent DQN (IQL): one Q-network per agent group, replay held in the learner state.
+
+Every update collects ``rollout_length`` steps from ``num_envs`` auto-resetting envs with
+epsilon-greedy actions, adds them to a ``flashbax`` trajectory buffer (inside the jitted
+state), then takes ``num_epochs`` gradient steps on sampled sequences of ``n_step``
+transitions. Each agent regresses its own ``Q(o_i, a_i)`` towards the n-step target
+(``returns.nstep_targets``) bootstrapped from a target network::
+
+    y = sum_{k<m} gamma^k r_k + gamma^m (1 - terminated) * Q_target(o'_{m-1}, a*)
+
+with ``a*`` the target network's argmax, or the online network's with ``double_dqn``; ``o'``
+is the true next observation (a truncated episode bootstraps from its final observation, a
+terminated one not at all). Target parameters follow the online ones every
+``target_update_interval`` updates (``tau = 1`` copies, ``tau < 1`` blends). Parameter
+sharing: see ``networks.agent_groups`` (shared within a team, with agent ids in the input).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flashbax as fbx
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from jaxmarl_coop.envs.core import Env, TimeStep, check_param
+from jaxmarl_coop.learners.base import (
+    Learner,
+    batch_env,
+    check_counts,
+    check_probability,
+    epsilon_greedy,
+    linear_schedule,
+    make_train,
+    masked_argmax,
+)
+from jaxmarl_coop.learners.networks import MLP, GroupedApply, agent_groups
+from jaxmarl_coop.learners.returns import nstep_targets_batch
+from jaxmarl_coop.learners.rollout import RolloutState, collect, episode_metrics
+
+
+@struct.dataclass
+class DQNHyperparams:
+    """Traced hyperparameters: vmap over them to sweep."""
+
+    lr: float = 5e-3
+    gamma: float = 0.99
+    epsilon_start: float = 1.0
+    epsilon_end: float = 0.05
+    epsilon_decay_fraction: float = 0.1
+    tau: float = 1.0
+    max_grad_norm: float = 10.0
+
+    def __post_init__(self) -> None:
+        check_param("lr", self.lr, low=0.0, low_inclusive=False)
+        check_probability("gamma", self.gamma)
+        check_probability("epsilon_start", self.epsilon_start)
+        check_probability("epsilon_end", self.epsilon_end)
+        check_param("epsilon_decay_fraction", self.epsilon_decay_fraction, low=0.0, high=1.0,
+                    low_inclusive=False)
+        check_param("tau", self.tau, low=0.0, high=1.0, low_inclusive=False)
+        check_param("max_grad_norm", self.max_grad_norm, low=0.0, low_inclusive=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class DQNConfig:
+    """Static shape of a run: sizes, counts and switches (changing one recompiles)."""
+
+    num_envs: int = 8
+    rollout_length: int = 1  # env steps (per env) per update
+    num_updates: int = 10_000
+    buffer_size: int = 10_000  # transitions kept (over all envs)
+    batch_size: int = 32  # sequences per gradient step
+    learning_starts: int = 1_000  # env steps (over all envs) before the first gradient step
+    num_epochs: int = 1  # gradient steps per update
+    target_update_interval: int = 10  # updates
+    n_step: int = 1
+    double_dqn: bool = True
+    share_params: bool = True
+    hidden: tuple[int, ...] = (64, 64)
+
+    def __post_init__(self) -> None:
+        check_counts(self, "num_envs", "rollout_length", "num_updates", "buffer_size",
+                     "batch_size", "num_epochs", "target_update_interval", "n_step")
+        check_counts(self, "learning_starts", minimum=0)
+        if self.buffer_size < self.batch_size:
+            raise ValueError(f"DQNConfig.buffer_size ({self.buffer_size}) must be at least "
+                             f"batch_size ({self.batch_size})")
+        if self.buffer_size // self.num_envs < self.n_step + self.rollout_length:
+            raise ValueError(f"DQNConfig.buffer_size ({self.buffer_size}) must hold at least "
+                             f"n_step + rollout_length = {self.n_step + self.rollout_length} "
+                             f"steps of each of the {self.num_envs} envs")
+        if not self.hidden or any(int(h) < 1 for h in self.hidden):
+            raise ValueError(f"DQNConfig.hidden must be positive layer widths, got "
+                             f"{self.hidden!r}")
+
+    @property
+    def total_env_steps(self) -> int:
+        return self.num_envs * self.rollout_length * self.num_updates
+
+    def hyperparams(self, **overrides: Any) -> DQNHyperparams:
+        return DQNHyperparams(**overrides)
+
+
+@struct.dataclass
+class DQNState:
+    params: Any
+    target_params: Any
+    opt_state: Any
+    buffer: Any
+    rollout: RolloutState
+    key: jax.Array
+    update_step: jax.Array
+    hp: DQNHyperparams
+
+
+def _optimizer(lr: jax.Array, max_grad_norm: jax.Array) -> optax.GradientTransformation:
+    return optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.adam(lr))
+
+
+def make_network(config: DQNConfig, env: Env) -> GroupedApply:
+    """The Q-network: per-group MLP mapping an observation to ``num_actions`` values."""
+    return GroupedApply(MLP(config.hidden, env.num_actions),
+                        agent_groups(env, config.share_params), config.share_params)
+
+
+def make_learner(config: DQNConfig, env: Env, env_params: Any) -> Learner:
+    """Independent DQN on ``env`` (discrete actions)."""
+    if env.continuous_actions:
+        raise ValueError(f"{env.name or type(env).__name__}: DQN needs discrete actions; "
+                         "make the env with continuous_actions=False")
+    venv = batch_env(env, config.num_envs)
+    net = make_network(config, env)
+    optimizer = optax.inject_hyperparams(_optimizer)
+    buffer = fbx.make_trajectory_buffer(
+        add_batch_size=config.num_envs, sample_batch_size=config.batch_size,
+        sample_sequence_length=config.n_step, period=1,
+        min_length_time_axis=config.n_step,
+        max_length_time_axis=config.buffer_size // config.num_envs)
+    total_steps = config.total_env_steps
+    n, d, a = env.num_agents, env.obs_dim, env.num_actions
+
+    def init(key: jax.Array, hp: DQNHyperparams) -> DQNState:
+        k_env, k_net, key = jax.random.split(key, 3)
+        env_state, ts = venv.reset(k_env, env_params)
+        params = net.init(k_net, jnp.zeros((n, d), jnp.float32))
+        opt_state = optimizer(lr=hp.lr, max_grad_norm=hp.max_grad_norm).init(params)
+        item = {"obs": jnp.zeros((n, d), jnp.float32), "action": jnp.zeros((n,), jnp.int32),
+                "reward": jnp.zeros((n,), jnp.float32), "terminated": jnp.zeros((), bool),
+                "truncated": jnp.zeros((), bool), "next_obs": jnp.zeros((n, d), jnp.float32),
+                "next_action_mask": jnp.ones((n, a), bool)}
+        return DQNState(params, params, opt_state, buffer.init(item),
+                        RolloutState(env_state, ts), key, jnp.zeros((), jnp.int32), hp)
+
+    def loss_fn(params: Any, target_params: Any, batch: dict[str, jax.Array],
+                gamma: jax.Array) -> tuple[jax.Array, jax.Array]:
+        q = net.apply(params, batch["obs"][:, 0])  # (B, N, A)
+        q_taken = jnp.take_along_axis(q, batch["action"][:, 0, :, None], axis=-1)[..., 0]
+        mask = batch["next_action_mask"]  # (B, n, N, A)
+        q_next_target = net.apply(target_params, batch["next_obs"])
+        if config.double_dqn:
+            q_next_online = net.apply(params, batch["next_obs"])
+            best = jnp.argmax(jnp.where(mask, q_next_online, -jnp.inf), axis=-1)
+        else:
+            best = jnp.argmax(jnp.where(mask, q_next_target, -jnp.inf), axis=-1)
+        bootstrap = jnp.take_along_axis(q_next_target, best[..., None], axis=-1)[..., 0]
+        targets = nstep_targets_batch(batch["reward"], batch["terminated"][..., None],
+                                      batch["truncated"][..., None], bootstrap, gamma)
+        td = q_taken - jax.lax.stop_gradient(targets)
+        return 0.5 * jnp.mean(td * td), jnp.mean(q_taken)
+
+    def learn(state: DQNState, key: jax.Array) -> tuple[DQNState, tuple[jax.Array, jax.Array]]:
+        batch = buffer.sample(state.buffer, key).experience
+        (loss, q_mean), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state.params, state.target_params, batch, state.hp.gamma)
+        updates, opt_state = optimizer(lr=state.hp.lr, max_grad_norm=state.hp.max_grad_norm
+                                       ).update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        return state.replace(params=params, opt_state=opt_state), (loss, q_mean)
+
+    def update(state: DQNState) -> tuple[DQNState, dict[str, jax.Array]]:
+        hp = state.hp
+        key, k_roll, k_learn = jax.random.split(state.key, 3)
+        steps_before = state.update_step * config.rollout_length * config.num_envs
+        epsilon = linear_schedule(hp.epsilon_start, hp.epsilon_end, hp.epsilon_decay_fraction,
+                                  steps_before / total_steps)
+
+        def policy(key: jax.Array, ts: TimeStep):
+            q = net.apply(state.params, ts.obs)
+            return epsilon_greedy(key, q, ts.action_mask, epsilon), {}
+
+        rollout, tr, info = collect(venv, env_params, policy, state.rollout, k_roll,
+                                    config.rollout_length)
+        items = {"obs": tr.obs, "action": tr.action, "reward": tr.reward,
+                 "terminated": tr.terminated, "truncated": tr.truncated,
+                 "next_obs": tr.next_obs, "next_action_mask": tr.next_action_mask}
+        items = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), items)  # (B, T, ...)
+        state = state.replace(buffer=buffer.add(state.buffer, items), rollout=rollout, key=key)
+        env_steps = steps_before + config.rollout_length * config.num_envs
+        ready = buffer.can_sample(state.buffer) & (env_steps >= config.learning_starts)
+
+        def do_learn(state: DQNState):
+            state, (loss, q_mean) = jax.lax.scan(learn, state,
+                                                 jax.random.split(k_learn, config.num_epochs))
+            return state, jnp.mean(loss), jnp.mean(q_mean)
+
+        def skip(state: DQNState):
+            return state, jnp.zeros(()), jnp.zeros(())
+
+        state, loss, q_mean = jax.lax.cond(ready, do_learn, skip, state)
+        sync = (state.update_step + 1) % config.target_update_interval == 0
+        target = jax.tree.map(
+            lambda online, old: jnp.where(sync, hp.tau * online + (1.0 - hp.tau) * old, old),
+            state.params, state.target_params)
+        state = state.replace(target_params=target, update_step=state.update_step + 1)
+        metrics = episode_metrics(info)
+        metrics.update(loss=loss, q_mean=q_mean, epsilon=epsilon, learning=ready,
+                       env_steps=env_steps)
+        return state, metrics
+
+    return Learner(init, update, make_train(init, update, config.num_updates))
+
+
+def greedy_policy(config: DQNConfig, env: Env, params: Any):
+    """The greedy policy of trained Q-network ``params``: ``policy(key, timestep)``."""
+    net = make_network(config, env)
+
+    def policy(key: jax.Array, ts: TimeStep) -> jax.Array:
+        return masked_argmax(key, net.apply(params, ts.obs), ts.action_mask).astype(jnp.int32)
+
+    return policy

@@ -1,0 +1,48 @@
+"""Return estimation with terminated and truncated episode ends kept apart.
+
+A transition ``t`` carries ``reward[t]``, ``terminated[t]`` (its next state is terminal:
+worth 0) and ``truncated[t]`` (the time limit cut the episode: its next state — the true
+final observation — is worth its estimated value). ``bootstrap[t]`` is the estimated value
+of the state after transition ``t`` (for DQN ``max_a Q_target(next_obs_t, a)``).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def nstep_targets(rewards: jax.Array, terminated: jax.Array, truncated: jax.Array,
+                  bootstrap: jax.Array, gamma: jax.Array | float) -> jax.Array:
+    """The n-step TD target of the first transition of a sequence of length ``n``.
+
+    Inputs have shape ``(n, ...)`` (time first; trailing axes, e.g. agents, broadcast).
+    With ``m`` the number of transitions up to and including the first episode end (or
+    ``n`` if none ends)::
+
+        G = sum_{k < m} gamma^k r_k  +  gamma^m * (1 - terminated_{m-1}) * bootstrap_{m-1}
+
+    so a terminal end adds nothing after it, and a truncated end bootstraps from the
+    true final observation, never from the next episode.
+    """
+    n = rewards.shape[0]
+    done = jnp.logical_or(terminated, truncated).astype(bool)
+    # alive[k]: no episode end strictly before k
+    ended_before = jnp.cumsum(done, axis=0) - done
+    alive = (ended_before == 0).astype(rewards.dtype)
+    discounts = gamma ** jnp.arange(n, dtype=rewards.dtype).reshape((n,) + (1,) *
+                                                                    (rewards.ndim - 1))
+    partial = jnp.sum(alive * discounts * rewards, axis=0)
+    # the last transition taken: the first done one, or the last of the sequence
+    is_last = alive * jnp.where(jnp.arange(n).reshape((n,) + (1,) * (rewards.ndim - 1))
+                                == n - 1, 1.0, done.astype(rewards.dtype))
+    tail = jnp.sum(is_last * discounts * gamma * (1.0 - terminated.astype(rewards.dtype))
+                   * bootstrap, axis=0)
+    return partial + tail
+
+
+def nstep_targets_batch(rewards: jax.Array, terminated: jax.Array, truncated: jax.Array,
+                        bootstrap: jax.Array, gamma: jax.Array | float) -> jax.Array:
+    """``nstep_targets`` for sequences stacked on a leading batch axis ``(B, n, ...)``."""
+    return jax.vmap(nstep_targets, in_axes=(0, 0, 0, 0, None))(rewards, terminated, truncated,
+                                                                 bootstrap, gamma)

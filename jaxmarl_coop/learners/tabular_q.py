@@ -1,0 +1,157 @@
+"""Independent tabular Q-learning, the seed's rule, as one pure jitted program.
+
+Each agent ``i`` keeps its own table ``Q_i[s, a]`` (all tables live in one ``(N, S, A)``
+array), where ``s = env.obs_index(obs)`` is the agent's integer observation index. After
+every env step, for each agent::
+
+    Q_i[s, a] <- Q_i[s, a] + alpha * (r_i + gamma * (1 - terminated) * max_a' Q_i[s', a']
+                                      - Q_i[s, a])
+
+with ``s'`` the index of the true next observation (the final one when an episode ends,
+so a truncated episode bootstraps from it and a terminated one does not). With several
+envs stepped at once, the TD errors of transitions that hit the same ``(i, s, a)`` in one
+step are averaged before the update (with ``num_envs=1`` this is exactly the rule above).
+Actions are epsilon-greedy (ties broken at random) with epsilon decaying linearly from
+``epsilon_start`` to ``epsilon_end`` over the first ``epsilon_decay_fraction`` of training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from jaxmarl_coop.envs.core import Env, TimeStep, check_param
+from jaxmarl_coop.learners.base import (
+    Learner,
+    batch_env,
+    check_counts,
+    check_probability,
+    epsilon_greedy,
+    linear_schedule,
+    make_train,
+    masked_argmax,
+)
+from jaxmarl_coop.learners.rollout import RolloutState, collect, episode_metrics
+
+
+@struct.dataclass
+class TabularQHyperparams:
+    """Traced hyperparameters: vmap over them to sweep."""
+
+    alpha: float = 0.1
+    gamma: float = 0.9
+    epsilon_start: float = 1.0
+    epsilon_end: float = 0.05
+    epsilon_decay_fraction: float = 0.5
+    q_init: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_param("alpha", self.alpha, low=0.0, high=1.0, low_inclusive=False)
+        check_probability("gamma", self.gamma)
+        check_probability("epsilon_start", self.epsilon_start)
+        check_probability("epsilon_end", self.epsilon_end)
+        check_param("epsilon_decay_fraction", self.epsilon_decay_fraction, low=0.0, high=1.0,
+                    low_inclusive=False)
+        check_param("q_init", self.q_init)
+
+
+@dataclasses.dataclass(frozen=True)
+class TabularQConfig:
+    """Static shape of a run: sizes and counts (changing one recompiles)."""
+
+    num_envs: int = 16
+    rollout_length: int = 25  # env steps per update
+    num_updates: int = 200
+
+    def __post_init__(self) -> None:
+        check_counts(self, "num_envs", "rollout_length", "num_updates")
+
+    @property
+    def total_env_steps(self) -> int:
+        return self.num_envs * self.rollout_length * self.num_updates
+
+    def hyperparams(self, **overrides: Any) -> TabularQHyperparams:
+        return TabularQHyperparams(**overrides)
+
+
+@struct.dataclass
+class TabularQState:
+    q: jax.Array  # (N, S, A)
+    rollout: RolloutState
+    key: jax.Array
+    update_step: jax.Array  # () int32
+    hp: TabularQHyperparams
+
+
+def make_learner(config: TabularQConfig, env: Env, env_params: Any) -> Learner:
+    """Independent tabular Q-learning on ``env`` (which must define ``obs_index``)."""
+    num_states = getattr(env, "num_obs_indices", None)
+    if not num_states:
+        raise ValueError(f"{env.name or type(env).__name__} has no integer observation index "
+                         "(num_obs_indices); tabular Q-learning needs a discrete-state task")
+    if env.continuous_actions:
+        raise ValueError(f"{env.name}: tabular Q-learning needs discrete actions")
+    n, a = env.num_agents, env.num_actions
+    venv = batch_env(env, config.num_envs)
+    agents = jnp.arange(n)
+    total_steps = config.num_updates * config.rollout_length
+
+    def init(key: jax.Array, hp: TabularQHyperparams) -> TabularQState:
+        k_env, key = jax.random.split(key)
+        env_state, ts = venv.reset(k_env, env_params)
+        q = jnp.full((n, num_states, a), hp.q_init, jnp.float32)
+        return TabularQState(q, RolloutState(env_state, ts), key,
+                             jnp.zeros((), jnp.int32), hp)
+
+    def step(carry: tuple[TabularQState, jax.Array], key: jax.Array):
+        state, t = carry
+        hp = state.hp
+        epsilon = linear_schedule(hp.epsilon_start, hp.epsilon_end, hp.epsilon_decay_fraction,
+                                  t / total_steps)
+
+        def policy(key: jax.Array, ts: TimeStep):
+            s = env.obs_index(ts.obs)  # (B, N)
+            return epsilon_greedy(key, state.q[agents, s], ts.action_mask, epsilon), {}
+
+        rollout, tr, info = collect(venv, env_params, policy, state.rollout, key, 1)
+        tr = jax.tree.map(lambda x: x[0], tr)
+        s, s_next = env.obs_index(tr.obs), env.obs_index(tr.next_obs)  # (B, N)
+        next_q = jnp.where(tr.next_action_mask, state.q[agents, s_next], -jnp.inf)
+        not_terminal = 1.0 - tr.terminated.astype(jnp.float32)[:, None]
+        target = tr.reward + hp.gamma * not_terminal * jnp.max(next_q, axis=-1)
+        td = target - state.q[agents, s, tr.action]  # (B, N)
+        flat = ((agents * num_states + s) * a + tr.action).reshape(-1)
+        td_sum = jnp.zeros(n * num_states * a).at[flat].add(td.reshape(-1))
+        hits = jnp.zeros(n * num_states * a).at[flat].add(1.0)
+        q = state.q + (hp.alpha * td_sum / jnp.maximum(hits, 1.0)).reshape(state.q.shape)
+        info = jax.tree.map(lambda x: x[0], info)
+        return (state.replace(q=q, rollout=rollout), t + 1), (info, jnp.mean(jnp.abs(td)),
+                                                              epsilon)
+
+    def update(state: TabularQState) -> tuple[TabularQState, dict[str, jax.Array]]:
+        key, k_run = jax.random.split(state.key)
+        t0 = state.update_step * config.rollout_length
+        (state, _), (info, td, epsilon) = jax.lax.scan(
+            step, (state, t0), jax.random.split(k_run, config.rollout_length))
+        metrics = episode_metrics(info)
+        metrics.update(td_error=jnp.mean(td), epsilon=epsilon[-1],
+                       env_steps=(state.update_step + 1) * config.rollout_length
+                       * config.num_envs)
+        return state.replace(key=key, update_step=state.update_step + 1), metrics
+
+    return Learner(init, update, make_train(init, update, config.num_updates))
+
+
+def greedy_policy(env: Env, q: jax.Array):
+    """The greedy policy of learned tables ``(N, S, A)``: ``policy(key, timestep)``."""
+    agents = jnp.arange(env.num_agents)
+
+    def policy(key: jax.Array, ts: TimeStep) -> jax.Array:
+        return masked_argmax(key, q[agents, env.obs_index(ts.obs)], ts.action_mask
+                             ).astype(jnp.int32)
+
+    return policy
