@@ -118,6 +118,9 @@ class Env(Generic[State, Params]):
     continuous_actions: bool = False
     #: Raise (through ``checkify``) on out-of-range actions instead of the documented fallback.
     debug: bool = False
+    #: Optional tabular protocol: how many distinct indices ``obs_index`` returns (None: no
+    #: tabular index; the env's observations are not a small discrete set).
+    num_obs_indices: int | None = None
 
     # ----- to implement -------------------------------------------------------------------
     def default_params(self) -> Params:
@@ -129,6 +132,18 @@ class Env(Generic[State, Params]):
     def step_env(self, key: jax.Array, state: State, actions: jax.Array, params: Params
                  ) -> tuple[State, TimeStep]:
         raise NotImplementedError
+
+    def obs_index(self, obs: jax.Array) -> jax.Array:
+        """Tabular index of each agent's observation, for envs with ``num_obs_indices``.
+
+        ``obs`` has shape ``(..., N, width)`` with ``width >= obs_dim``: only the leading
+        ``obs_dim`` columns are read, so observations with columns appended at the end
+        (``AgentID``) decode the same. Returns int32 of shape ``(..., N)`` in
+        ``[0, num_obs_indices)``. Decoding from observations rather than from the state lets
+        a tabular learner index ``info["final_obs"]`` (kept by ``AutoReset``) too.
+        """
+        raise NotImplementedError(f"{self.name or type(self).__name__} has no tabular "
+                                  "observation index (num_obs_indices is None)")
 
     # ----- public contract ----------------------------------------------------------------
     def reset(self, key: jax.Array, params: Params | None = None) -> tuple[State, TimeStep]:
@@ -237,6 +252,13 @@ class Env(Generic[State, Params]):
         return (f"{type(self).__name__}(name={self.name!r}, num_agents={self.num_agents}, "
                 f"{mode} actions={self.num_actions}, obs_dim={self.obs_dim}, "
                 f"state_dim={self.state_dim})")
+
+
+def check_obs_width(env: Env, obs: jax.Array) -> None:
+    """For ``obs_index``: ``obs`` must be ``(..., N, width)`` with ``width >= obs_dim``."""
+    if obs.ndim < 2 or obs.shape[-2] != env.num_agents or obs.shape[-1] < env.obs_dim:
+        raise ValueError(f"{env.name or type(env).__name__}.obs_index expects observations "
+                         f"of shape (..., {env.num_agents}, >= {env.obs_dim}), got {obs.shape}")
 
 
 def random_policy(env: Env) -> Callable[[jax.Array, TimeStep], jax.Array]:

@@ -119,17 +119,11 @@ def make_learner(config: TabularQConfig, env: Env, env_params: Any) -> Learner:
 
         rollout, tr, info = collect(venv, env_params, policy, state.rollout, key, 1)
         tr = jax.tree.map(lambda x: x[0], tr)
-        s, s_next = env.obs_index(tr.obs), env.obs_index(tr.next_obs)  # (B, N)
-        next_q = jnp.where(tr.next_action_mask, state.q[agents, s_next], -jnp.inf)
-        not_terminal = 1.0 - tr.terminated.astype(jnp.float32)[:, None]
-        target = tr.reward + hp.gamma * not_terminal * jnp.max(next_q, axis=-1)
-        td = target - state.q[agents, s, tr.action]  # (B, N)
-        flat = ((agents * num_states + s) * a + tr.action).reshape(-1)
-        td_sum = jnp.zeros(n * num_states * a).at[flat].add(td.reshape(-1))
-        hits = jnp.zeros(n * num_states * a).at[flat].add(1.0)
-        q = state.q + (hp.alpha * td_sum / jnp.maximum(hits, 1.0)).reshape(state.q.shape)
+        q = q_update(state.q, env.obs_index(tr.obs), tr.action, tr.reward, tr.terminated,
+                     env.obs_index(tr.next_obs), tr.next_action_mask, hp.alpha, hp.gamma)
+        td = q - state.q
         info = jax.tree.map(lambda x: x[0], info)
-        return (state.replace(q=q, rollout=rollout), t + 1), (info, jnp.mean(jnp.abs(td)),
+        return (state.replace(q=q, rollout=rollout), t + 1), (info, jnp.sum(jnp.abs(td)),
                                                               epsilon)
 
     def update(state: TabularQState) -> tuple[TabularQState, dict[str, jax.Array]]:
@@ -138,12 +132,32 @@ def make_learner(config: TabularQConfig, env: Env, env_params: Any) -> Learner:
         (state, _), (info, td, epsilon) = jax.lax.scan(
             step, (state, t0), jax.random.split(k_run, config.rollout_length))
         metrics = episode_metrics(info)
-        metrics.update(td_error=jnp.mean(td), epsilon=epsilon[-1],
+        metrics.update(q_change=jnp.mean(td), epsilon=epsilon[-1],
                        env_steps=(state.update_step + 1) * config.rollout_length
                        * config.num_envs)
         return state.replace(key=key, update_step=state.update_step + 1), metrics
 
     return Learner(init, update, make_train(init, update, config.num_updates))
+
+
+def q_update(q: jax.Array, s: jax.Array, a: jax.Array, r: jax.Array, terminated: jax.Array,
+             s_next: jax.Array, next_mask: jax.Array, alpha: jax.Array, gamma: jax.Array
+             ) -> jax.Array:
+    """One batch of the seed's update on tables ``q`` ``(N, S, A)``.
+
+    ``s, a, r, s_next``: ``(B, N)``; ``terminated``: ``(B,)``; ``next_mask``: ``(B, N, A)``
+    legal actions at ``s_next``. TD errors that hit the same ``(agent, s, a)`` are averaged.
+    """
+    n, num_states, num_actions = q.shape
+    agents = jnp.arange(n)
+    next_q = jnp.where(next_mask, q[agents, s_next], -jnp.inf)
+    not_terminal = 1.0 - terminated.astype(jnp.float32)[:, None]
+    target = r + gamma * not_terminal * jnp.max(next_q, axis=-1)
+    td = target - q[agents, s, a]  # (B, N)
+    flat = ((agents * num_states + s) * num_actions + a).reshape(-1)
+    td_sum = jnp.zeros(q.size, q.dtype).at[flat].add(td.reshape(-1))
+    hits = jnp.zeros(q.size, q.dtype).at[flat].add(1.0)
+    return q + (alpha * td_sum / jnp.maximum(hits, 1.0)).reshape(q.shape)
 
 
 def greedy_policy(env: Env, q: jax.Array):
