@@ -81,6 +81,7 @@ class DQNConfig:
     double_dqn: bool = True
     share_params: bool = True
     hidden: tuple[int, ...] = (64, 64)
+    anneal_lr: bool = False  # learning rate falls linearly to 0 over training
 
     def __post_init__(self) -> None:
         check_counts(self, "num_envs", "rollout_length", "num_updates", "buffer_size",
@@ -176,8 +177,14 @@ def make_learner(config: DQNConfig, env: Env, env_params: Any) -> Learner:
         batch = buffer.sample(state.buffer, key).experience
         (loss, q_mean), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             state.params, state.target_params, batch, state.hp.gamma)
-        updates, opt_state = optimizer(lr=state.hp.lr, max_grad_norm=state.hp.max_grad_norm
-                                       ).update(grads, state.opt_state, state.params)
+        lr = state.hp.lr
+        if config.anneal_lr:
+            lr = lr * (1.0 - state.update_step / config.num_updates)
+        # inject_hyperparams reads the learning rate from the optimiser state
+        opt_state = state.opt_state._replace(
+            hyperparams={**state.opt_state.hyperparams, "lr": jnp.asarray(lr, jnp.float32)})
+        updates, opt_state = optimizer(lr=lr, max_grad_norm=state.hp.max_grad_norm
+                                       ).update(grads, opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         return state.replace(params=params, opt_state=opt_state), (loss, q_mean)
 
@@ -218,7 +225,7 @@ def make_learner(config: DQNConfig, env: Env, env_params: Any) -> Learner:
         state = state.replace(target_params=target, update_step=state.update_step + 1)
         metrics = episode_metrics(info)
         metrics.update(loss=loss, q_mean=q_mean, epsilon=epsilon, learning=ready,
-                       env_steps=env_steps)
+                       env_steps=env_steps, lr=state.opt_state.hyperparams["lr"])
         return state, metrics
 
     return Learner(init, update, make_train(init, update, config.num_updates))

@@ -74,6 +74,16 @@ def test_double_dqn_and_n_step_switches_change_learning():
     assert not np.allclose(runs[(True, 1)], runs[(True, 3)])
 
 
+def test_learning_rate_annealing():
+    env, params = make("spread-v3")
+    config = dqn.DQNConfig(**{**TINY.__dict__, "anneal_lr": True, "learning_starts": 0})
+    _, metrics = jax.jit(dqn.make_learner(config, env, params).train)(
+        jax.random.PRNGKey(0), config.hyperparams(lr=0.01))
+    lr = np.asarray(metrics["lr"])  # after each update
+    np.testing.assert_allclose(lr, 0.01 * (1 - np.arange(TINY.num_updates) / TINY.num_updates),
+                               rtol=1e-5)
+
+
 @pytest.mark.parametrize(("build", "match"), [
     (lambda: dqn.DQNConfig(buffer_size=16, batch_size=32), "buffer_size"),
     (lambda: dqn.DQNConfig(num_envs=0), "num_envs"),
