@@ -56,14 +56,52 @@ MPE2_MODULES = {"spread-v3": "simple_spread_v3", "tag-v3": "simple_tag_v3"}
 DEFAULT_BATCH_SIZES = (1, 64, 1024, 8192)
 DEFAULT_OUT = "runs/bench/env_throughput.json"
 JSON_MARKER = "@@ENV_THROUGHPUT_JSON@@"  # prefixes the peer subprocess's result line
-PROBE_STEPS = 64
+PROBE_STEPS = 64  # at least; small batches probe with ~PROBE_ENV_STEPS env steps
+PROBE_ENV_STEPS = 1 << 16
 QUICK_STEPS = 32  # --quick: this T, no calibration
 MAX_STEPS = 1 << 20
 
 
 # --------------------------------------------------------------------------------------------
-# timing a jitted rollout
+# timing
 # --------------------------------------------------------------------------------------------
+def _cpu_sample() -> tuple[int, int, int] | None:
+    """(all CPUs' ticks, idle ticks, this process's ticks) from /proc, or None."""
+    try:
+        with open("/proc/stat") as fh:
+            values = [int(v) for v in fh.readline().split()[1:]]
+        with open("/proc/self/stat") as fh:
+            own = fh.read().rsplit(")", 1)[1].split()
+        return sum(values), values[3] + values[4], int(own[11]) + int(own[12])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _others_busy(start: tuple[int, int, int] | None, end: tuple[int, int, int] | None
+                 ) -> float | None:
+    """Fraction of all CPUs that *other* processes used between two ``_cpu_sample``s."""
+    if start is None or end is None or end[0] <= start[0]:
+        return None
+    total = end[0] - start[0]
+    busy = total - (end[1] - start[1]) - (end[2] - start[2])
+    return min(1.0, max(0.0, busy / total))
+
+
+def _own_cores(start: tuple[int, int, int] | None, end: tuple[int, int, int] | None,
+               wall_s: float) -> float | None:
+    """Cores this process kept busy on average over ``wall_s`` (JAX may use several)."""
+    if start is None or end is None or wall_s <= 0:
+        return None
+    return (end[2] - start[2]) / os.sysconf("SC_CLK_TCK") / wall_s
+
+
+def other_cpu_busy(seconds: float = 0.5) -> float | None:
+    """Share of the CPUs other processes keep busy over ``seconds`` (this one excluded)."""
+    start = _cpu_sample()
+    time.sleep(seconds)
+    return _others_busy(start, _cpu_sample())
+
+
 def _compile(fn: Callable[..., Any], *args: Any) -> tuple[Any, float, float]:
     """``jax.jit(fn)`` lowered and compiled for ``args``: (compiled, lower_s, compile_s)."""
     t0 = time.perf_counter()
@@ -99,11 +137,21 @@ def time_rollout(make_rollout: Callable[[int], Callable[..., Any]], extra_args: 
         steps = min(MAX_STEPS, max(probe_steps, math.ceil(target_s / per_step / 8) * 8))
         compiled, lower_s, compile_s = _compile(make_rollout(steps), key, *extra_args)
         _timed_call(compiled, key, *extra_args)
+    cpu0 = _cpu_sample()
     runs = [_timed_call(compiled, jax.random.PRNGKey(100 + i), *extra_args)
             for i in range(repeats)]
     return {"steps": steps, "lower_s": lower_s, "compile_s": compile_s,
             "trace_and_compile_s": lower_s + compile_s, "probe_steps": probe_steps,
-            "probe_s": probe_s, "run_s": runs, "median_run_s": statistics.median(runs)}
+            "probe_s": probe_s, "run_s": runs, "median_run_s": statistics.median(runs),
+            "other_cpu_busy": _others_busy(cpu0, cpu1 := _cpu_sample()),
+            "own_cores_used": _own_cores(cpu0, cpu1, sum(runs))}
+
+
+def _probe_steps(probe_steps: int, batch: int, target_s: float) -> int:
+    """Probe long enough that per-call overhead does not skew the estimate at small batch."""
+    if target_s <= 0:  # --quick: T is the probe
+        return probe_steps
+    return max(probe_steps, PROBE_ENV_STEPS // batch)
 
 
 def _throughput(row: dict[str, Any], batch: int, num_agents: int) -> dict[str, Any]:
@@ -155,7 +203,7 @@ def bench_ours(env_id: str, batch: int, *, target_s: float, repeats: int,
                probe_steps: int) -> dict[str, Any]:
     make_rollout, params, num_agents = ours_rollout(env_id, batch)
     row = time_rollout(make_rollout, (params,), target_s=target_s, repeats=repeats,
-                       probe_steps=probe_steps)
+                       probe_steps=_probe_steps(probe_steps, batch, target_s))
     row.update(env=env_id, impl="jaxmarl_coop", peer_id=None, **_jax_versions())
     return _throughput(row, batch, num_agents)
 
@@ -213,31 +261,30 @@ def _jaxmarl_version() -> str:
         return str(getattr(jaxmarl, "__version__", "unknown"))
 
 
-def bench_jaxmarl_local(env_ids: Sequence[str], batch_sizes: Sequence[int], *, target_s: float,
-                        repeats: int, probe_steps: int) -> tuple[list[dict[str, Any]],
-                                                                 dict[str, Any]]:
-    """JaxMARL rows measured in this process (raises ImportError without ``jaxmarl``)."""
+def jaxmarl_info() -> dict[str, Any]:
+    """Import ``jaxmarl`` here (ImportError if missing) and describe it."""
     import contextlib
     import io
 
     with contextlib.redirect_stdout(io.StringIO()):  # jaxmarl prints on import
         import jaxmarl  # noqa: F401
-    info = {"status": "ok", "where": "in-process", "python": sys.executable,
+    return {"status": "ok", "where": "in-process", "python": sys.executable,
             "jaxmarl_version": _jaxmarl_version(), **_jax_versions()}
-    rows = []
-    for env_id in env_ids:
-        if env_id not in JAXMARL_IDS:
-            continue
-        for batch in batch_sizes:
-            with contextlib.redirect_stdout(io.StringIO()):
-                make_rollout, num_agents = jaxmarl_rollout(JAXMARL_IDS[env_id], batch)
-            row = time_rollout(make_rollout, (), target_s=target_s, repeats=repeats,
-                               probe_steps=probe_steps)
-            row.update(env=env_id, impl="jaxmarl", peer_id=JAXMARL_IDS[env_id],
-                       jaxmarl_version=info["jaxmarl_version"], **_jax_versions())
-            rows.append(_throughput(row, batch, num_agents))
-            _progress(rows[-1])
-    return rows, info
+
+
+def bench_jaxmarl(env_id: str, batch: int, *, target_s: float, repeats: int,
+                  probe_steps: int) -> dict[str, Any]:
+    """One JaxMARL row measured in this process."""
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        make_rollout, num_agents = jaxmarl_rollout(JAXMARL_IDS[env_id], batch)
+    row = time_rollout(make_rollout, (), target_s=target_s, repeats=repeats,
+                       probe_steps=_probe_steps(probe_steps, batch, target_s))
+    row.update(env=env_id, impl="jaxmarl", peer_id=JAXMARL_IDS[env_id],
+               jaxmarl_version=_jaxmarl_version(), **_jax_versions())
+    return _throughput(row, batch, num_agents)
 
 
 def bench_jaxmarl_subprocess(python: str, args: argparse.Namespace, env_ids: Sequence[str]
@@ -288,12 +335,16 @@ def bench_mpe2(env_id: str, *, steps: int, warmup: int, repeats: int = 3) -> dic
         return time.perf_counter() - t0
 
     run(warmup)
+    cpu0 = _cpu_sample()
     runs = [run(steps) for _ in range(repeats)]
+    cpu1 = _cpu_sample()
+    busy, cores = _others_busy(cpu0, cpu1), _own_cores(cpu0, cpu1, sum(runs))
     row = {"env": env_id, "impl": "mpe2", "peer_id": f"mpe2.{MPE2_MODULES[env_id]}",
            "steps": steps, "warmup_steps": warmup, "run_s": runs,
            "median_run_s": statistics.median(runs), "lower_s": None, "compile_s": None,
            "trace_and_compile_s": None, "mpe2_version": _dist_version("mpe2"),
-           "pettingzoo_version": _dist_version("pettingzoo")}
+           "pettingzoo_version": _dist_version("pettingzoo"), "other_cpu_busy": busy,
+           "own_cores_used": cores}
     return _throughput(row, 1, len(agents))
 
 
@@ -316,23 +367,6 @@ def _jax_versions() -> dict[str, Any]:
             "backend": jax.default_backend()}
 
 
-def cpu_busy_fraction(seconds: float = 0.5) -> float | None:
-    """Fraction of all CPUs busy over ``seconds`` (from /proc/stat); call it while idle
-    ourselves to see whether other processes compete for the cores."""
-    def sample() -> tuple[int, int]:
-        with open("/proc/stat") as fh:
-            values = [int(v) for v in fh.readline().split()[1:]]
-        return sum(values), values[3] + values[4]  # total, idle + iowait
-
-    try:
-        total0, idle0 = sample()
-        time.sleep(seconds)
-        total1, idle1 = sample()
-    except (OSError, ValueError, IndexError):
-        return None
-    return 1.0 - (idle1 - idle0) / max(total1 - total0, 1)
-
-
 def machine_info() -> dict[str, Any]:
     """CPU model, core counts, load, Python/JAX versions and devices."""
     cpu_model = platform.processor() or None
@@ -349,7 +383,7 @@ def machine_info() -> dict[str, Any]:
     except AttributeError:
         usable = os.cpu_count()
     return {"cpu_model": cpu_model, "cpu_count": os.cpu_count(), "usable_cores": usable,
-            "loadavg_start": list(os.getloadavg()), "cpu_busy_start": cpu_busy_fraction(),
+            "loadavg_start": list(os.getloadavg()), "other_cpu_busy_start": other_cpu_busy(),
             "platform": platform.platform(),
             "python": platform.python_version(), "numpy_version": np.__version__,
             **_jax_versions(), "devices": [str(d) for d in jax.devices()],
@@ -442,7 +476,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     timing = {"target_s": args.target_seconds, "repeats": args.repeats, "probe_steps": probe}
 
     if args.only == "jaxmarl":  # peer subprocess: JaxMARL rows as one marked JSON line
-        rows, info = bench_jaxmarl_local(args.envs, args.batch_sizes, **timing)
+        info = jaxmarl_info()
+        rows = [bench_jaxmarl(e, b, **timing) for e in args.envs if e in JAXMARL_IDS
+                for b in args.batch_sizes]
         print(JSON_MARKER + json.dumps({"rows": rows, "info": info}), flush=True)
         return {"rows": rows, "info": info}
 
@@ -459,45 +495,57 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "peers": {}, "results": [],
     }
     rows: list[dict[str, Any]] = data["results"]
+    peers: dict[str, Any] = data["peers"]
+    if args.skip_peers:
+        peers.update(jaxmarl={"status": "skipped"}, mpe2={"status": "skipped"})
+    elif not args.peer_python:
+        try:
+            peers["jaxmarl"] = jaxmarl_info()
+        except ImportError as exc:
+            peers["jaxmarl"] = {"status": "failed", "error": f"ImportError: {exc}"}
+            print(f"JaxMARL peer not measured (try --peer-python): {exc}", file=sys.stderr)
+    in_process = peers.get("jaxmarl", {}).get("where") == "in-process"
+
+    # ours and the in-process JaxMARL row back to back, so that load from other processes
+    # hits both sides of a ratio alike
     for env_id in args.envs:
         for batch in args.batch_sizes:
             rows.append(bench_ours(env_id, batch, **timing))
             _progress(rows[-1])
+            if in_process and env_id in JAXMARL_IDS:
+                rows.append(bench_jaxmarl(env_id, batch, **timing))
+                _progress(rows[-1])
 
-    if args.skip_peers:
-        data["peers"] = {"jaxmarl": {"status": "skipped"}, "mpe2": {"status": "skipped"}}
-    else:
+    if not args.skip_peers:
         peer_envs = [e for e in args.envs if e in JAXMARL_IDS]
-        try:
-            if args.peer_python:
-                peer_rows, info = bench_jaxmarl_subprocess(args.peer_python, args, peer_envs)
+        if args.peer_python and peer_envs:
+            try:
+                peer_rows, peers["jaxmarl"] = bench_jaxmarl_subprocess(args.peer_python, args,
+                                                                       peer_envs)
                 for r in peer_rows:
                     _progress(r)
-            else:
-                peer_rows, info = bench_jaxmarl_local(peer_envs, args.batch_sizes, **timing)
-            rows.extend(peer_rows)
-        except (ImportError, RuntimeError) as exc:
-            info = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
-            print(f"JaxMARL peer not measured: {info['error']}", file=sys.stderr)
-        data["peers"]["jaxmarl"] = info
+                rows.extend(peer_rows)
+            except RuntimeError as exc:
+                peers["jaxmarl"] = {"status": "failed", "error": str(exc)}
+                print(f"JaxMARL peer not measured: {exc}", file=sys.stderr)
         try:
             for env_id in args.envs:
                 if env_id in MPE2_MODULES:
                     rows.append(bench_mpe2(env_id, steps=args.mpe2_steps,
                                            warmup=min(500, args.mpe2_steps)))
                     _progress(rows[-1])
-            data["peers"]["mpe2"] = {"status": "ok", "mpe2_version": _dist_version("mpe2"),
-                                     "pettingzoo_version": _dist_version("pettingzoo"),
-                                     "python": sys.executable}
+            peers["mpe2"] = {"status": "ok", "mpe2_version": _dist_version("mpe2"),
+                             "pettingzoo_version": _dist_version("pettingzoo"),
+                             "python": sys.executable}
         except ImportError as exc:
-            data["peers"]["mpe2"] = {"status": "failed", "error": f"ImportError: {exc}"}
+            peers["mpe2"] = {"status": "failed", "error": f"ImportError: {exc}"}
             print(f"mpe2 peer not measured: {exc}", file=sys.stderr)
 
     order = {"jaxmarl_coop": 0, "jaxmarl": 1, "mpe2": 2}
     rows.sort(key=lambda r: (args.envs.index(r["env"]), order[r["impl"]], r["batch"]))
     add_ratios(rows)
     data["machine"]["loadavg_end"] = list(os.getloadavg())
-    data["machine"]["cpu_busy_end"] = cpu_busy_fraction()
+    data["machine"]["other_cpu_busy_end"] = other_cpu_busy()
     out = Path(args.out)
     write_json_atomic(out, data)
     print(format_table(rows))
@@ -507,8 +555,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                          if info.get("jax_version"))
     print(f"\n{versions}; machine: {data['machine']['cpu_model']}, "
           f"{data['machine']['usable_cores']} cores, backend {jax.default_backend()}; "
-          f"other load: CPUs busy {_fmt(data['machine']['cpu_busy_start'], '.0%')} before, "
-          f"{_fmt(data['machine']['cpu_busy_end'], '.0%')} after")
+          f"CPUs busy with other processes: "
+          f"{_fmt(data['machine']['other_cpu_busy_start'], '.0%')} before, "
+          f"{_fmt(data['machine']['other_cpu_busy_end'], '.0%')} after")
+    busy = [r for r in rows if (r.get("other_cpu_busy") or 0) > 0.1]
+    if busy:
+        print("timed while other processes used >10% of the CPUs: " + ", ".join(
+            f"{r['env']}/{r['impl']}/{r['batch']} ({r['other_cpu_busy']:.0%})" for r in busy))
     print(f"wrote {out}")
     return data
 

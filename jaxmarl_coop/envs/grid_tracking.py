@@ -46,9 +46,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from jaxmarl_coop.envs import physics
 from jaxmarl_coop.envs.core import Env, TimeStep, check_count, check_obs_width, check_param
 from jaxmarl_coop.envs.physics import DISCRETE_DIRECTIONS, NUM_MOVE_ACTIONS
-from jaxmarl_coop.envs.spread import others_index
 
 #: the action's (dx, dy) cell move, in the MPE order [stay, left, right, down, up]
 MOVES = DISCRETE_DIRECTIONS.astype(np.int32)
@@ -91,7 +91,6 @@ class GridTracking(Env[GridTrackingState, GridTrackingParams]):
         self.num_obs_indices = g**4
         self.agent_names = tuple(f"agent_{i}" for i in range(n))
         self.teams = {"agents": tuple(range(n))}
-        self._others = others_index(n)
 
     def default_params(self) -> GridTrackingParams:
         return GridTrackingParams()
@@ -139,7 +138,7 @@ class GridTracking(Env[GridTrackingState, GridTrackingParams]):
         pos = state.agent_pos
         cells = jnp.concatenate([
             pos, state.target_pos[None, :] - pos,
-            (pos[self._others] - pos[:, None, :]).reshape(n, -1)], axis=-1)
+            physics.off_diagonal(pos[None, :, :] - pos[:, None, :]).reshape(n, -1)], axis=-1)
         return cells.astype(jnp.float32) / (self.grid_size - 1)
 
     def obs_index(self, obs: jax.Array) -> jax.Array:

@@ -56,7 +56,22 @@ def action_direction(actions: jax.Array, continuous: bool) -> jax.Array:
     if continuous:
         return jnp.stack([actions[..., 2] - actions[..., 1], actions[..., 4] - actions[..., 3]],
                          axis=-1)
-    return jnp.asarray(DISCRETE_DIRECTIONS)[actions]
+    # arithmetic rather than a table lookup: gathers vectorise poorly on CPU
+    dx = (actions == 2).astype(jnp.float32) - (actions == 1).astype(jnp.float32)
+    dy = (actions == 4).astype(jnp.float32) - (actions == 3).astype(jnp.float32)
+    return jnp.stack([dx, dy], axis=-1)
+
+
+def off_diagonal(pairwise: jax.Array) -> jax.Array:
+    """``(N, N, ...)`` -> ``(N, N-1, ...)``: row ``i`` without its ``i``-th entry, in order.
+
+    Slices and reshapes only (no gather): the flattened matrix without its first element,
+    cut into rows of ``N + 1``, has the diagonal entries in its last column.
+    """
+    n = pairwise.shape[0]
+    rest = pairwise.shape[2:]
+    flat = pairwise.reshape((n * n, *rest))[1:]
+    return flat.reshape((n - 1, n + 1, *rest))[:, :n].reshape((n, n - 1, *rest))
 
 
 def pair_distances(a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -75,14 +90,52 @@ def _soft_contact(delta: jax.Array, dist: jax.Array, min_dist: jax.Array, active
     return jnp.sum(delta * scale[..., None], axis=1)
 
 
+def unique_pairs(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Both members of every unordered pair ``i < j``, grouped by offset ``k = j - i``.
+
+    Returns ``(x[i], x[j])`` for the ``N(N-1)/2`` pairs, built from static slices (no
+    gather): offset 1 first (``(0,1), (1,2), ...``), then offset 2, and so on.
+    """
+    n = x.shape[0]
+    first = jnp.concatenate([x[: n - k] for k in range(1, n)], axis=0)
+    second = jnp.concatenate([x[k:] for k in range(1, n)], axis=0)
+    return first, second
+
+
+def scatter_pairs(values: jax.Array, n: int) -> jax.Array:
+    """Sum per-pair values onto both members: ``+v`` on ``i``, ``-v`` on ``j`` (``(n, ...)``).
+
+    ``values`` are ordered as in ``unique_pairs``; the sum is built from static pads.
+    """
+    out = jnp.zeros((n, *values.shape[1:]), values.dtype)
+    start = 0
+    for k in range(1, n):
+        chunk = values[start:start + n - k]
+        widths = [(0, 0)] * (values.ndim - 1)
+        out = out + jnp.pad(chunk, [(0, k), *widths]) - jnp.pad(chunk, [(k, 0), *widths])
+        start += n - k
+    return out
+
+
 def contact_forces(pos: jax.Array, size: jax.Array, collide: jax.Array,
                    obstacle_pos: jax.Array, obstacle_size: jax.Array,
                    params: WorldParams) -> jax.Array:
-    """Sum of soft contact forces on each agent from other agents and obstacles, ``(N, 2)``."""
+    """Sum of soft contact forces on each agent from other agents and obstacles, ``(N, 2)``.
+
+    Each unordered agent pair is computed once and applied with opposite signs (the
+    reference computes it once per pair too).
+    """
     n = pos.shape[0]
-    delta, dist = pair_distances(pos, pos)
-    active = collide[:, None] & collide[None, :] & ~jnp.eye(n, dtype=bool)
-    force = _soft_contact(delta, dist, size[:, None] + size[None, :], active, params)
+    force = jnp.zeros_like(pos)
+    if n > 1:
+        p_i, p_j = unique_pairs(pos)
+        s_i, s_j = unique_pairs(size)
+        c_i, c_j = unique_pairs(collide)
+        delta = p_i - p_j
+        dist = jnp.sqrt(jnp.sum(delta * delta, axis=-1))
+        pair_force = _soft_contact(delta[:, None, :], dist[:, None], (s_i + s_j)[:, None],
+                                   (c_i & c_j)[:, None], params)
+        force = scatter_pairs(pair_force, n)
     if obstacle_pos.shape[0] > 0:
         delta_o, dist_o = pair_distances(pos, obstacle_pos)
         active_o = jnp.broadcast_to(collide[:, None], dist_o.shape)

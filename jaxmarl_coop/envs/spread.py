@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import struct
 
 from jaxmarl_coop.envs import physics
@@ -62,12 +61,6 @@ class SpreadParams:
         check_param("occupied_radius", self.occupied_radius, low=0.0)
 
 
-def others_index(n: int) -> np.ndarray:
-    """``(n, n-1)`` indices: row ``i`` lists every ``j != i`` in ascending order."""
-    return np.array([[j for j in range(n) if j != i] for i in range(n)], dtype=np.int32
-                    ).reshape(n, n - 1)
-
-
 class Spread(Env[SpreadState, SpreadParams]):
     """Cooperative navigation: cover every landmark without bumping into each other."""
 
@@ -83,7 +76,6 @@ class Spread(Env[SpreadState, SpreadParams]):
         self.state_dim = self.num_agents * self.obs_dim
         self.agent_names = tuple(f"agent_{i}" for i in range(self.num_agents))
         self.teams = {"agents": tuple(range(self.num_agents))}
-        self._others = others_index(self.num_agents)
 
     def default_params(self) -> SpreadParams:
         return SpreadParams()
@@ -135,7 +127,7 @@ class Spread(Env[SpreadState, SpreadParams]):
         n = self.num_agents
         pos = state.agent_pos
         landmarks = (state.landmark_pos[None, :, :] - pos[:, None, :]).reshape(n, -1)
-        others = (pos[self._others] - pos[:, None, :]).reshape(n, -1)
+        others = physics.off_diagonal(pos[None, :, :] - pos[:, None, :]).reshape(n, -1)
         comm = jnp.zeros((n, 2 * (n - 1)), jnp.float32)
         return jnp.concatenate([state.agent_vel, pos, landmarks, others, comm], axis=-1)
 

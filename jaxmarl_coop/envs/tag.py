@@ -35,7 +35,6 @@ from flax import struct
 
 from jaxmarl_coop.envs import physics
 from jaxmarl_coop.envs.core import Env, TimeStep, check_count, check_param
-from jaxmarl_coop.envs.spread import others_index
 
 PREY_POLICIES = ("learn", "scripted")
 
@@ -110,7 +109,6 @@ class Tag(Env[TagState, TagParams]):
         self.teams = {"adversaries": tuple(range(a))}
         if prey_policy == "learn":
             self.teams["good"] = tuple(range(a, a + g))
-        self._others = others_index(self.num_entities)
         self._is_good = np.arange(self.num_entities) >= a
         # prey i sees the velocities of every other prey (predators see all of them)
         self._prey_others = np.array([[j for j in range(a, a + g) if j != i]
@@ -185,7 +183,7 @@ class Tag(Env[TagState, TagParams]):
         n, a = self.num_entities, self.num_adversaries
         pos, vel = state.agent_pos, state.agent_vel
         obstacles = (state.obstacle_pos[None, :, :] - pos[:, None, :]).reshape(n, -1)
-        others = (pos[self._others] - pos[:, None, :]).reshape(n, -1)
+        others = physics.off_diagonal(pos[None, :, :] - pos[:, None, :]).reshape(n, -1)
         base = jnp.concatenate([vel, pos, obstacles, others], axis=-1)
         prey_vel = vel[a:].reshape(-1)
         adversary_obs = jnp.concatenate(

@@ -41,7 +41,6 @@ from flax import struct
 
 from jaxmarl_coop.envs import physics
 from jaxmarl_coop.envs.core import Env, TimeStep, check_count, check_param, concrete_values
-from jaxmarl_coop.envs.spread import others_index
 
 
 @struct.dataclass
@@ -109,7 +108,6 @@ class Tracking(Env[TrackingState, TrackingParams]):
         self.state_dim = 4 * n + 4 + 2 * k
         self.agent_names = tuple(f"agent_{i}" for i in range(n))
         self.teams = {"agents": tuple(range(n))}
-        self._others = others_index(n)
 
     def default_params(self) -> TrackingParams:
         return TrackingParams()
@@ -199,8 +197,8 @@ class Tracking(Env[TrackingState, TrackingParams]):
         target_vel = self.target_velocity(state, params)
         obs = jnp.concatenate([
             vel, pos, state.target_pos[None, :] - pos, jnp.broadcast_to(target_vel, (n, 2)),
-            (pos[self._others] - pos[:, None, :]).reshape(n, -1),
-            vel[self._others].reshape(n, -1),
+            physics.off_diagonal(pos[None, :, :] - pos[:, None, :]).reshape(n, -1),
+            physics.off_diagonal(jnp.broadcast_to(vel[None, :, :], (n, n, 2))).reshape(n, -1),
             (state.obstacle_pos[None, :, :] - pos[:, None, :]).reshape(n, -1)], axis=-1)
         global_state = jnp.concatenate([pos.reshape(-1), vel.reshape(-1), state.target_pos,
                                         target_vel, state.obstacle_pos.reshape(-1)])
