@@ -46,3 +46,33 @@ def nstep_targets_batch(rewards: jax.Array, terminated: jax.Array, truncated: ja
     """``nstep_targets`` for sequences stacked on a leading batch axis ``(B, n, ...)``."""
     return jax.vmap(nstep_targets, in_axes=(0, 0, 0, 0, None))(rewards, terminated, truncated,
                                                                  bootstrap, gamma)
+
+
+def gae(rewards: jax.Array, values: jax.Array, next_values: jax.Array, terminated: jax.Array,
+        truncated: jax.Array, gamma: jax.Array | float, lam: jax.Array | float
+        ) -> tuple[jax.Array, jax.Array]:
+    """Generalised advantage estimates and value targets over a rollout, time first.
+
+    ``values[t] = V(s_t)``; ``next_values[t]`` is the value of the state after transition
+    ``t`` — of the true final observation when an episode ends there. Shapes ``(T, ...)``;
+    ``terminated``/``truncated`` broadcast against the trailing axes::
+
+        delta_t = r_t + gamma * (1 - terminated_t) * next_values_t - values_t
+        A_t     = delta_t + gamma * lam * (1 - done_t) * A_{t+1}
+
+    so a terminal state is worth nothing, a truncated one is bootstrapped, and no estimate
+    reaches across an episode end. Returns ``(advantages, advantages + values)``.
+    """
+    not_terminal = 1.0 - terminated.astype(rewards.dtype)
+    not_done = 1.0 - jnp.logical_or(terminated, truncated).astype(rewards.dtype)
+    deltas = rewards + gamma * not_terminal * next_values - values
+
+    def backward(carry: jax.Array, x: tuple[jax.Array, jax.Array]):
+        delta, keep = x
+        advantage = delta + gamma * lam * keep * carry
+        return advantage, advantage
+
+    _, advantages = jax.lax.scan(backward, jnp.zeros_like(deltas[0]),
+                                 (deltas, jnp.broadcast_to(not_done, deltas.shape)),
+                                 reverse=True)
+    return advantages, advantages + values

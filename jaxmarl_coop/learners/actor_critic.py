@@ -1,0 +1,366 @@
+"""Actor-critic with a centralised or local critic: MAPPO, MAA2C, IPPO and IA2C.
+
+One learner, four variants by configuration:
+
+- ``algorithm="ppo"``: the clipped surrogate, ``num_epochs`` passes over the rollout in
+  ``num_minibatches`` shuffled minibatches; ``algorithm="a2c"``: the seed's rule
+  ``theta <- theta + lr * grad log pi(a|s) A(s, a)``, one gradient step on the whole rollout.
+- ``critic="centralised"``: each agent's value is ``V(global_state, agent id)`` (MAPPO,
+  MAA2C); ``critic="local"``: ``V(own observation)`` (IPPO, IA2C).
+
+Advantages are GAE (``returns.gae``) with terminated and truncated ends apart: a truncated
+episode bootstraps from the value of its true final state. Policies are ``distrax``
+distributions: a categorical over the legal actions (illegal ones get probability 0), or for
+continuous actions a diagonal Gaussian squashed into [0, 1] by ``(tanh(u) + 1) / 2``
+(``policy="gaussian_tanh"``, log-probabilities corrected exactly) or clipped to [0, 1]
+(``policy="gaussian_clip"``, log-probabilities of the unclipped sample). Options: value
+normalisation (running mean and variance of the value targets), per-minibatch advantage
+normalisation, entropy bonus, global-norm gradient clipping, linear learning-rate annealing.
+Every hyperparameter is traced, so seeds and settings vmap in one program.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import distrax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from jaxmarl_coop.envs.core import Env, TimeStep, check_param
+from jaxmarl_coop.learners.base import (
+    Learner,
+    batch_env,
+    check_counts,
+    check_probability,
+    make_train,
+)
+from jaxmarl_coop.learners.networks import MLP, GroupedApply, agent_groups
+from jaxmarl_coop.learners.returns import gae
+from jaxmarl_coop.learners.rollout import RolloutState, collect, episode_metrics
+
+ALGORITHMS = ("ppo", "a2c")
+CRITICS = ("centralised", "local")
+POLICIES = ("categorical", "gaussian_tanh", "gaussian_clip")
+
+
+@struct.dataclass
+class ActorCriticHyperparams:
+    """Traced hyperparameters: vmap over them to sweep."""
+
+    lr: float = 5e-4
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_eps: float = 0.2
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+
+    def __post_init__(self) -> None:
+        check_param("lr", self.lr, low=0.0, low_inclusive=False)
+        check_probability("gamma", self.gamma)
+        check_probability("gae_lambda", self.gae_lambda)
+        check_param("clip_eps", self.clip_eps, low=0.0, low_inclusive=False)
+        check_param("ent_coef", self.ent_coef, low=0.0)
+        check_param("vf_coef", self.vf_coef, low=0.0)
+        check_param("max_grad_norm", self.max_grad_norm, low=0.0, low_inclusive=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class ActorCriticConfig:
+    """Static shape of a run (changing one recompiles).
+
+    ``num_epochs``/``num_minibatches`` default to 4/4 for PPO; A2C takes one gradient step
+    on the whole rollout (both must then be 1). ``policy=None`` picks ``categorical`` for
+    discrete envs and ``gaussian_tanh`` for continuous ones.
+    """
+
+    num_envs: int = 16
+    rollout_length: int = 128
+    num_updates: int = 200
+    algorithm: str = "ppo"
+    critic: str = "centralised"
+    critic_agent_id: bool = True
+    num_epochs: int | None = None
+    num_minibatches: int | None = None
+    share_params: bool = True
+    hidden: tuple[int, ...] = (64, 64)
+    activation: str = "tanh"
+    policy: str | None = None
+    normalize_advantages: bool = True
+    normalize_values: bool = False
+    clip_value_loss: bool = True
+    anneal_lr: bool = True
+
+    def __post_init__(self) -> None:
+        check_counts(self, "num_envs", "rollout_length", "num_updates")
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"ActorCriticConfig.algorithm must be one of {ALGORITHMS}, got "
+                             f"{self.algorithm!r}")
+        if self.critic not in CRITICS:
+            raise ValueError(f"ActorCriticConfig.critic must be one of {CRITICS}, got "
+                             f"{self.critic!r}")
+        if self.policy is not None and self.policy not in POLICIES:
+            raise ValueError(f"ActorCriticConfig.policy must be one of {POLICIES} or None, got "
+                             f"{self.policy!r}")
+        if self.activation not in ("tanh", "relu"):
+            raise ValueError(f"ActorCriticConfig.activation must be 'tanh' or 'relu', got "
+                             f"{self.activation!r}")
+        if not self.hidden or any(int(h) < 1 for h in self.hidden):
+            raise ValueError(f"ActorCriticConfig.hidden must be positive widths, got "
+                             f"{self.hidden!r}")
+        default = 4 if self.algorithm == "ppo" else 1
+        for name in ("num_epochs", "num_minibatches"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, default)
+        check_counts(self, "num_epochs", "num_minibatches")
+        if self.algorithm == "a2c" and (self.num_epochs, self.num_minibatches) != (1, 1):
+            raise ValueError("A2C takes one gradient step on the whole rollout: num_epochs and "
+                             f"num_minibatches must be 1, got {self.num_epochs} and "
+                             f"{self.num_minibatches}")
+        batch = self.num_envs * self.rollout_length
+        if batch % self.num_minibatches:
+            raise ValueError(f"ActorCriticConfig.num_minibatches ({self.num_minibatches}) must "
+                             f"divide the batch num_envs * rollout_length = {batch}")
+
+    @property
+    def total_env_steps(self) -> int:
+        return self.num_envs * self.rollout_length * self.num_updates
+
+    def hyperparams(self, **overrides: Any) -> ActorCriticHyperparams:
+        return ActorCriticHyperparams(**overrides)
+
+
+class Actor(nn.Module):
+    """Logits (discrete) or the mean and log-std of a Gaussian (continuous)."""
+
+    hidden: tuple[int, ...]
+    num_actions: int
+    continuous: bool
+    activation: str
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        out = MLP(self.hidden, self.num_actions, self.activation, out_scale=0.01)(x)
+        if not self.continuous:
+            return out
+        log_std = self.param("log_std", nn.initializers.constant(-0.5), (self.num_actions,))
+        return jnp.concatenate([out, jnp.broadcast_to(log_std, out.shape)], axis=-1)
+
+
+@struct.dataclass
+class ValueNorm:
+    """Running mean and variance of the value targets (for ``normalize_values``)."""
+
+    mean: jax.Array
+    var: jax.Array
+    count: jax.Array
+
+    def normalize(self, x: jax.Array) -> jax.Array:
+        return (x - self.mean) / jnp.sqrt(self.var + 1e-8)
+
+    def denormalize(self, x: jax.Array) -> jax.Array:
+        return x * jnp.sqrt(self.var + 1e-8) + self.mean
+
+    def update(self, batch: jax.Array) -> ValueNorm:
+        n = batch.size
+        mean, var = jnp.mean(batch), jnp.var(batch)
+        total = self.count + n
+        delta = mean - self.mean
+        new_mean = self.mean + delta * n / total
+        m2 = self.var * self.count + var * n + delta * delta * self.count * n / total
+        return ValueNorm(new_mean, m2 / total, total)
+
+
+@struct.dataclass
+class ActorCriticState:
+    params: Any  # {"actor": ..., "critic": ...}
+    opt_state: Any
+    value_norm: ValueNorm
+    rollout: RolloutState
+    key: jax.Array
+    update_step: jax.Array
+    hp: ActorCriticHyperparams
+
+
+def _optimizer(lr: jax.Array, max_grad_norm: jax.Array) -> optax.GradientTransformation:
+    return optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.adam(lr, eps=1e-5))
+
+
+class Policy:
+    """The actor as ``distrax`` distributions over every agent's action."""
+
+    def __init__(self, config: ActorCriticConfig, env: Env) -> None:
+        kind = config.policy or ("gaussian_tanh" if env.continuous_actions else "categorical")
+        if env.continuous_actions and kind == "categorical":
+            raise ValueError(f"{env.name}: a categorical policy needs a discrete env, but this "
+                             "one has continuous actions")
+        if not env.continuous_actions and kind != "categorical":
+            raise ValueError(f"{env.name}: a continuous policy ({kind!r}) needs an env made "
+                             "with continuous_actions=True")
+        self.kind = kind
+        self.num_actions = env.num_actions
+        self.net = GroupedApply(
+            Actor(tuple(config.hidden), env.num_actions, kind != "categorical",
+                  config.activation),
+            agent_groups(env, config.share_params), config.share_params)
+
+    def distribution(self, params: Any, obs: jax.Array, mask: jax.Array) -> distrax.Distribution:
+        """``pi(.|obs)`` per agent; for Gaussians, over the raw (unsquashed) sample ``u``."""
+        out = self.net.apply(params, obs)
+        if self.kind == "categorical":
+            return distrax.Categorical(logits=jnp.where(mask, out, -1e9))
+        mean, log_std = out[..., :self.num_actions], out[..., self.num_actions:]
+        return distrax.MultivariateNormalDiag(mean, jnp.exp(log_std))
+
+    def log_prob(self, dist: distrax.Distribution, raw: jax.Array) -> jax.Array:
+        """Log-probability of the action taken, given the raw sample stored in the rollout."""
+        logp = dist.log_prob(raw)
+        if self.kind == "gaussian_tanh":  # a = (tanh(u) + 1) / 2: subtract log |da/du|
+            logp = logp - jnp.sum(jnp.log(0.5 * (1.0 - jnp.tanh(raw) ** 2) + 1e-6), axis=-1)
+        return logp
+
+    def to_env_action(self, raw: jax.Array) -> jax.Array:
+        if self.kind == "categorical":
+            return raw.astype(jnp.int32)
+        if self.kind == "gaussian_tanh":
+            return (jnp.tanh(raw) + 1.0) / 2.0
+        return jnp.clip(raw, 0.0, 1.0)
+
+
+def _critic_inputs(config: ActorCriticConfig, obs: jax.Array, global_state: jax.Array,
+                   num_agents: int) -> jax.Array:
+    if config.critic == "local":
+        return obs
+    return jnp.broadcast_to(global_state[..., None, :],
+                            (*global_state.shape[:-1], num_agents, global_state.shape[-1]))
+
+
+def make_learner(config: ActorCriticConfig, env: Env, env_params: Any) -> Learner:
+    """MAPPO / MAA2C / IPPO / IA2C on ``env``, as configured."""
+    policy = Policy(config, env)
+    venv = batch_env(env, config.num_envs)
+    n = env.num_agents
+    groups = agent_groups(env, config.share_params)
+    with_ids = config.share_params if config.critic == "local" else config.critic_agent_id
+    critic = GroupedApply(MLP(tuple(config.hidden), 1, config.activation), groups, with_ids)
+    optimizer = optax.inject_hyperparams(_optimizer)
+    batch_size = config.num_envs * config.rollout_length
+    minibatch = batch_size // config.num_minibatches
+
+    def values(params: Any, value_norm: ValueNorm, obs: jax.Array, state: jax.Array
+               ) -> jax.Array:
+        v = critic.apply(params["critic"], _critic_inputs(config, obs, state, n))[..., 0]
+        return value_norm.denormalize(v) if config.normalize_values else v
+
+    def init(key: jax.Array, hp: ActorCriticHyperparams) -> ActorCriticState:
+        k_env, k_actor, k_critic, key = jax.random.split(key, 4)
+        env_state, ts = venv.reset(k_env, env_params)
+        params = {"actor": policy.net.init(k_actor, ts.obs[0]),
+                  "critic": critic.init(k_critic, _critic_inputs(config, ts.obs[0],
+                                                                 ts.global_state[0], n))}
+        opt_state = optimizer(lr=hp.lr, max_grad_norm=hp.max_grad_norm).init(params)
+        value_norm = ValueNorm(jnp.zeros(()), jnp.ones(()), jnp.asarray(1e-4))
+        return ActorCriticState(params, opt_state, value_norm, RolloutState(env_state, ts), key,
+                                jnp.zeros((), jnp.int32), hp)
+
+    def loss_fn(params: Any, value_norm: ValueNorm, batch: dict[str, jax.Array],
+                hp: ActorCriticHyperparams) -> tuple[jax.Array, dict[str, jax.Array]]:
+        dist = policy.distribution(params["actor"], batch["obs"], batch["action_mask"])
+        logp = policy.log_prob(dist, batch["raw"])
+        entropy = jnp.mean(dist.entropy())
+        adv = batch["advantages"]
+        if config.normalize_advantages:
+            adv = (adv - jnp.mean(adv)) / (jnp.std(adv) + 1e-8)
+        log_ratio = logp - batch["log_prob"]
+        ratio = jnp.exp(log_ratio)
+        if config.algorithm == "ppo":
+            clipped = jnp.clip(ratio, 1.0 - hp.clip_eps, 1.0 + hp.clip_eps)
+            pg_loss = -jnp.mean(jnp.minimum(ratio * adv, clipped * adv))
+        else:  # the policy gradient: grad log pi(a|s) A
+            pg_loss = -jnp.mean(logp * adv)
+        v = critic.apply(params["critic"], _critic_inputs(config, batch["obs"],
+                                                          batch["global_state"], n))[..., 0]
+        targets, old_v = batch["targets"], batch["value"]
+        if config.normalize_values:
+            targets, old_v = value_norm.normalize(targets), value_norm.normalize(old_v)
+        v_loss = jnp.square(v - targets)
+        if config.clip_value_loss and config.algorithm == "ppo":
+            v_clipped = old_v + jnp.clip(v - old_v, -hp.clip_eps, hp.clip_eps)
+            v_loss = jnp.maximum(v_loss, jnp.square(v_clipped - targets))
+        v_loss = 0.5 * jnp.mean(v_loss)
+        total = pg_loss + hp.vf_coef * v_loss - hp.ent_coef * entropy
+        stats = {"pg_loss": pg_loss, "value_loss": v_loss, "entropy": entropy,
+                 "approx_kl": jnp.mean((ratio - 1.0) - log_ratio),
+                 "clip_fraction": jnp.mean(jnp.abs(ratio - 1.0) > hp.clip_eps)}
+        return total, stats
+
+    def gradient_step(state: ActorCriticState, batch: dict[str, jax.Array]):
+        (_, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state.params, state.value_norm, batch, state.hp)
+        updates, opt_state = optimizer(lr=state.hp.lr, max_grad_norm=state.hp.max_grad_norm
+                                       ).update(grads, state.opt_state, state.params)
+        return state.replace(params=optax.apply_updates(state.params, updates),
+                             opt_state=opt_state), stats
+
+    def update(state: ActorCriticState) -> tuple[ActorCriticState, dict[str, jax.Array]]:
+        key, k_roll, k_shuffle = jax.random.split(state.key, 3)
+        params, value_norm = state.params, state.value_norm
+
+        def act(key: jax.Array, ts: TimeStep):
+            dist = policy.distribution(params["actor"], ts.obs, ts.action_mask)
+            raw = dist.sample(seed=key)
+            extras = {"raw": raw, "log_prob": policy.log_prob(dist, raw),
+                      "value": values(params, value_norm, ts.obs, ts.global_state)}
+            return policy.to_env_action(raw), extras
+
+        rollout, tr, info = collect(venv, env_params, act, state.rollout, k_roll,
+                                    config.rollout_length)
+        next_values = values(params, value_norm, tr.next_obs, tr.next_global_state)
+        advantages, targets = gae(tr.reward, tr.extras["value"], next_values,
+                                  tr.terminated[..., None], tr.truncated[..., None],
+                                  state.hp.gamma, state.hp.gae_lambda)
+        if config.normalize_values:
+            value_norm = value_norm.update(targets)
+        batch = {"obs": tr.obs, "action_mask": tr.action_mask,
+                 "global_state": tr.global_state, "raw": tr.extras["raw"],
+                 "log_prob": tr.extras["log_prob"], "value": tr.extras["value"],
+                 "advantages": advantages, "targets": targets}
+        batch = jax.tree.map(lambda x: x.reshape((batch_size, *x.shape[2:])), batch)
+        lr = state.hp.lr * (1.0 - state.update_step / config.num_updates) \
+            if config.anneal_lr else state.hp.lr
+        opt_state = state.opt_state._replace(
+            hyperparams={**state.opt_state.hyperparams, "lr": jnp.asarray(lr, jnp.float32)})
+        state = state.replace(opt_state=opt_state, value_norm=value_norm)
+
+        def epoch(state: ActorCriticState, key: jax.Array):
+            order = jax.random.permutation(key, batch_size)
+            shuffled = jax.tree.map(
+                lambda x: x[order].reshape((config.num_minibatches, minibatch, *x.shape[1:])),
+                batch)
+            return jax.lax.scan(gradient_step, state, shuffled)
+
+        state, stats = jax.lax.scan(epoch, state, jax.random.split(k_shuffle, config.num_epochs))
+        metrics = episode_metrics(info)
+        metrics.update({k: jnp.mean(v) for k, v in stats.items()})
+        metrics.update(lr=jnp.asarray(lr, jnp.float32),
+                       env_steps=(state.update_step + 1) * batch_size)
+        return state.replace(rollout=rollout, key=key, update_step=state.update_step + 1), metrics
+
+    return Learner(init, update, make_train(init, update, config.num_updates))
+
+
+def make_policy(config: ActorCriticConfig, env: Env, params: Any, greedy: bool = True):
+    """The trained actor as ``policy(key, timestep) -> actions`` (mode, or sampled)."""
+    policy = Policy(config, env)
+
+    def act(key: jax.Array, ts: TimeStep) -> jax.Array:
+        dist = policy.distribution(params["actor"], ts.obs, ts.action_mask)
+        raw = dist.mode() if greedy else dist.sample(seed=key)
+        return policy.to_env_action(raw)
+
+    return act
