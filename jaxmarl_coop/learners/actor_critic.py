@@ -232,6 +232,31 @@ class Policy:
         return jnp.clip(raw, 0.0, 1.0)
 
 
+def policy_loss(algorithm: str, logp: jax.Array, old_logp: jax.Array, advantages: jax.Array,
+                clip_eps: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The actor's loss and the probability ratios ``pi / pi_old``.
+
+    PPO: ``-mean(min(ratio * A, clip(ratio, 1 - eps, 1 + eps) * A))``;
+    A2C: ``-mean(log pi(a|s) * A)``, whose gradient is the seed's ``grad log pi(a|s) A``.
+    """
+    ratio = jnp.exp(logp - old_logp)
+    if algorithm == "a2c":
+        return -jnp.mean(logp * advantages), ratio
+    clipped = jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
+    return -jnp.mean(jnp.minimum(ratio * advantages, clipped * advantages)), ratio
+
+
+def value_loss(v: jax.Array, old_v: jax.Array, targets: jax.Array, clip_eps: jax.Array,
+               clip: bool) -> jax.Array:
+    """``0.5 * mean((v - targets)^2)``; with ``clip``, the larger of that and the loss of
+    ``old_v + clip(v - old_v, -eps, eps)`` (PPO's clipped value loss)."""
+    loss = jnp.square(v - targets)
+    if clip:
+        v_clipped = old_v + jnp.clip(v - old_v, -clip_eps, clip_eps)
+        loss = jnp.maximum(loss, jnp.square(v_clipped - targets))
+    return 0.5 * jnp.mean(loss)
+
+
 def _critic_inputs(config: ActorCriticConfig, obs: jax.Array, global_state: jax.Array,
                    num_agents: int) -> jax.Array:
     if config.critic == "local":
@@ -276,26 +301,18 @@ def make_learner(config: ActorCriticConfig, env: Env, env_params: Any) -> Learne
         adv = batch["advantages"]
         if config.normalize_advantages:
             adv = (adv - jnp.mean(adv)) / (jnp.std(adv) + 1e-8)
-        log_ratio = logp - batch["log_prob"]
-        ratio = jnp.exp(log_ratio)
-        if config.algorithm == "ppo":
-            clipped = jnp.clip(ratio, 1.0 - hp.clip_eps, 1.0 + hp.clip_eps)
-            pg_loss = -jnp.mean(jnp.minimum(ratio * adv, clipped * adv))
-        else:  # the policy gradient: grad log pi(a|s) A
-            pg_loss = -jnp.mean(logp * adv)
+        pg_loss, ratio = policy_loss(config.algorithm, logp, batch["log_prob"], adv,
+                                     hp.clip_eps)
         v = critic.apply(params["critic"], _critic_inputs(config, batch["obs"],
                                                           batch["global_state"], n))[..., 0]
         targets, old_v = batch["targets"], batch["value"]
         if config.normalize_values:
             targets, old_v = value_norm.normalize(targets), value_norm.normalize(old_v)
-        v_loss = jnp.square(v - targets)
-        if config.clip_value_loss and config.algorithm == "ppo":
-            v_clipped = old_v + jnp.clip(v - old_v, -hp.clip_eps, hp.clip_eps)
-            v_loss = jnp.maximum(v_loss, jnp.square(v_clipped - targets))
-        v_loss = 0.5 * jnp.mean(v_loss)
+        v_loss = value_loss(v, old_v, targets, hp.clip_eps,
+                            config.clip_value_loss and config.algorithm == "ppo")
         total = pg_loss + hp.vf_coef * v_loss - hp.ent_coef * entropy
         stats = {"pg_loss": pg_loss, "value_loss": v_loss, "entropy": entropy,
-                 "approx_kl": jnp.mean((ratio - 1.0) - log_ratio),
+                 "approx_kl": jnp.mean((ratio - 1.0) - (logp - batch["log_prob"])),
                  "clip_fraction": jnp.mean(jnp.abs(ratio - 1.0) > hp.clip_eps)}
         return total, stats
 
