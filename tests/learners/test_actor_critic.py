@@ -147,3 +147,25 @@ def test_mappo_clearly_beats_random_on_tracking():
     rand = evaluate(env, params, random_policy(env), key, 128)
     gain = float(trained["return"].mean()) - float(rand["return"].mean())
     assert gain > 40.0, gain
+
+
+ENV_CASES = [(env_id, {}) for env_id in ("spread-v3", "tag-v3", "tracking-v1", "climbing-v1",
+                                          "penalty-v1", "prisoners-dilemma-v1",
+                                          "grid-tracking-v1")]
+ENV_CASES += [("tag-v3", {"prey_policy": "scripted"}), ("tag-v3", {"continuous_actions": True})]
+
+
+@pytest.mark.parametrize(("env_id", "kwargs"), ENV_CASES,
+                         ids=[f"{e}{'-' + '-'.join(k) if k else ''}" for e, k in ENV_CASES])
+def test_runs_on_every_registered_env(env_id, kwargs):
+    from jaxmarl_coop.envs import registered
+
+    assert {e for e, _ in ENV_CASES} >= set(registered())
+    env, params = make(env_id, **kwargs)
+    config = ac.ActorCriticConfig(num_envs=2, rollout_length=4, num_updates=2, hidden=(8,),
+                                  num_minibatches=2, num_epochs=1)
+    state, metrics = jax.jit(ac.make_learner(config, env, params).train)(
+        jax.random.PRNGKey(0), config.hyperparams())
+    assert np.all(np.isfinite(np.asarray(metrics["value_loss"])))
+    groups = jax.tree.leaves(state.params["actor"])[0].shape[0]
+    assert groups == len(env.teams)  # shared within each team, never across
