@@ -1,7 +1,13 @@
 """Settings applied where our entry points start JAX (tests, experiments, benchmarks).
 
 On small CPU machines ``jit(vmap(train))`` programs have been seen to wait forever in
-``Execute`` (jax 0.10, 2 cores). ``configure_xla()`` turns off XLA's concurrency-optimised
+``Execute`` (jax 0.10, 2 cores). The cause we found (gdb on a hung process): flax's
+orthogonal init runs a QR factorisation, under ``vmap`` a batched LAPACK call, and jaxlib's
+CPU kernel for it splits the batch over XLA's intra-op thread pool and blocks on the pieces
+from inside that pool. The actor's and the critic's QR run at once, both pool threads wait,
+nothing runs the pieces. Our networks therefore initialise without LAPACK
+(``learners.networks.orthogonal``), and a test checks that no learner's program contains a
+LAPACK call. As a second line of defence ``configure_xla()`` turns off XLA's concurrency-optimised
 CPU scheduler and Eigen's multi-threading through ``XLA_FLAGS`` before the backend
 starts. It only adds a flag the installed jaxlib knows (an unknown flag in ``XLA_FLAGS``
 aborts the process), never overrides a value the user set, and can be skipped with
@@ -15,10 +21,10 @@ import mmap
 import os
 from pathlib import Path
 
-#: Flags we add on every platform (each only if the installed jaxlib knows it). The second
-#: one matters most: with it on (the default), ``jit(vmap(train))`` of 8 MAPPO seeds hung
-#: forever in Execute on a 2-core VM with jax 0.10.2 even with the first one off; with
-#: Eigen's intra-op thread pool off it runs (as it does pinned to one core).
+#: Flags we add on every platform (each only if the installed jaxlib knows it). They make a
+#: deadlock of the kind described above less likely (fewer kernels run at once) but did not
+#: prevent it: with both set, 8 vmapped IPPO seeds still hung until the init stopped using
+#: LAPACK. Without them, with the LAPACK-free init, the same program ran at the same speed.
 SAFE_XLA_FLAGS = ("--xla_cpu_enable_concurrency_optimized_scheduler=false",
                   "--xla_cpu_multi_thread_eigen=false")
 

@@ -41,3 +41,39 @@ def test_configure_xla_never_overrides_the_user(monkeypatch):
     monkeypatch.setenv("JAXMARL_COOP_KEEP_XLA_FLAGS", "1")
     monkeypatch.setenv("XLA_FLAGS", "")
     assert configure_xla() == [] and os.environ["XLA_FLAGS"] == ""
+
+
+def _programs():
+    """Every learner's vmapped ``train`` (2 seeds), as the tests and experiments build it."""
+    import jax
+
+    from jaxmarl_coop.envs import make
+    from jaxmarl_coop.learners import actor_critic, dqn, tabular_q
+    from jaxmarl_coop.learners.base import stack_hyperparams
+
+    spread, spread_params = make("spread-v3")
+    tag, tag_params = make("tag-v3", continuous_actions=True)
+    climbing, climbing_params = make("climbing-v1")
+    cases = [
+        ("mappo", actor_critic, actor_critic.ActorCriticConfig(num_updates=1), spread,
+         spread_params),
+        ("ia2c continuous", actor_critic, actor_critic.ActorCriticConfig(
+            algorithm="a2c", critic="local", policy="gaussian_tanh", num_updates=1), tag,
+         tag_params),
+        ("dqn", dqn, dqn.DQNConfig(num_updates=1), spread, spread_params),
+        ("tabular_q", tabular_q, tabular_q.TabularQConfig(num_updates=1), climbing,
+         climbing_params),
+    ]
+    keys = jax.random.split(jax.random.PRNGKey(0), 2)
+    for name, module, config, env, params in cases:
+        learner = module.make_learner(config, env, params)
+        hp = stack_hyperparams(config.hyperparams(), 2)
+        yield name, jax.jit(jax.vmap(learner.train)).lower(keys, hp).as_text()
+
+
+def test_no_learner_program_calls_lapack():
+    """A batched LAPACK call (QR in flax's orthogonal init, vmapped over seeds) deadlocked
+    jaxlib 0.10's CPU runtime on 2 cores; learners must build their programs without one."""
+    for name, text in _programs():
+        lowered = text.lower()
+        assert "lapack" not in lowered and "geqrf" not in lowered, name

@@ -8,7 +8,7 @@ one team share, teams never do) and appends a one-hot agent id to each input;
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -17,6 +17,50 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmarl_coop.envs.core import Env
+
+
+def orthogonal(scale: float = 1.0, column_axis: int = -1) -> Callable[..., jax.Array]:
+    """``nn.initializers.orthogonal`` without LAPACK: the same matrix, from the same normal
+    draw, by Gram-Schmidt (run twice for accuracy) instead of a QR factorisation.
+
+    Why: under ``vmap`` (seeds) the QR becomes a batched LAPACK call, and jaxlib 0.10's CPU
+    kernel splits a batch over XLA's intra-op thread pool and blocks until it is done. Two
+    such calls running at once (actor and critic init) fill a 2-thread pool with waiters and
+    the program deadlocks forever. Gram-Schmidt is plain XLA ops. In exact arithmetic it gives
+    the QR's ``Q`` with a positive ``R`` diagonal, which is what flax's sign fix produces.
+    """
+
+    def init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
+        if len(shape) < 2:
+            raise ValueError(f"orthogonal init needs at least 2 dimensions, got shape {shape}")
+        n_cols = shape[column_axis]
+        n_rows = int(np.prod(shape)) // n_cols
+        tall = (n_rows, n_cols) if n_rows >= n_cols else (n_cols, n_rows)
+        a = jax.random.normal(key, tall, jnp.float32)
+        q = _gram_schmidt(a)
+        if n_rows < n_cols:
+            q = q.T
+        q = jnp.reshape(q, (n_rows, n_cols))
+        q = jnp.reshape(q, (*np.delete(shape, column_axis), n_cols))
+        q = jnp.moveaxis(q, -1, column_axis)
+        return (scale * q).astype(dtype)
+
+    return init
+
+
+def _gram_schmidt(a: jax.Array) -> jax.Array:
+    """Orthonormal columns spanning ``a``'s (m >= k) leading columns, in order."""
+    k = a.shape[1]
+    cols = jnp.arange(k)
+
+    def body(j: jax.Array, q: jax.Array) -> jax.Array:
+        done = (cols < j).astype(a.dtype)  # columns already orthonormalised
+        v = a[:, j]
+        for _ in range(2):  # classical Gram-Schmidt, twice ("CGS2")
+            v = v - q @ ((q.T @ v) * done)
+        return q.at[:, j].set(v / jnp.linalg.norm(v))
+
+    return jax.lax.fori_loop(0, k, body, jnp.zeros_like(a))
 
 
 class MLP(nn.Module):
@@ -31,8 +75,8 @@ class MLP(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         act = {"relu": nn.relu, "tanh": nn.tanh}[self.activation]
         for width in self.hidden:
-            x = act(nn.Dense(width, kernel_init=nn.initializers.orthogonal(np.sqrt(2.0)))(x))
-        return nn.Dense(self.out_dim, kernel_init=nn.initializers.orthogonal(self.out_scale))(x)
+            x = act(nn.Dense(width, kernel_init=orthogonal(np.sqrt(2.0)))(x))
+        return nn.Dense(self.out_dim, kernel_init=orthogonal(self.out_scale))(x)
 
 
 def agent_groups(env: Env, share_params: bool) -> np.ndarray:
