@@ -1,0 +1,827 @@
+"""Actor-critic learners end to end (MAPPO, IPPO, MAA2C, IA2C), and JaxMARL's PPO as the peer.
+
+Run from the repository root (not in CI; about 40 minutes on a 2-core CPU)::
+
+    python -m experiments.benchmarks.learn_actor_critic --jaxmarl-repo /path/to/JaxMARL
+    python -m experiments.benchmarks.learn_actor_critic --quick --skip-jaxmarl --out /tmp/lac
+
+What is run
+-----------
+1. ``spread-v3`` (3 agents): MAPPO (``algorithm="ppo", critic="centralised"``), IPPO (ppo,
+   local), MAA2C (a2c, centralised) and IA2C (a2c, local), ``--seeds`` seeds of each in one
+   ``jit(vmap(train))`` program per variant, ``--steps`` env steps per seed (``--a2c-steps``
+   for the A2C variants). Each seed's final policy is evaluated greedily (``--eval-episodes``
+   whole episodes per seed) next to ``random_policy``; the team return is the sum over agents
+   (mpe2 scale). The last 5% of the training curve (per-update mean return of the sampled
+   policy) is reported too.
+2. ``tracking-v1`` (2 agents): MAPPO and IPPO (``--tracking-steps``) against
+   ``greedy_chase_policy`` and ``random_policy``, on team return, mean distance to the
+   target, captured fraction and collisions per step (episode means, greedy evaluation).
+3. Throughput: JaxMARL's ``baselines/IPPO/ippo_ff_mpe.py`` (feed-forward IPPO) and
+   ``baselines/MAPPO/mappo_rnn_mpe.py`` (recurrent MAPPO) on ``MPE_simple_spread_v3``, run
+   unmodified from a checkout: the file is loaded with ``importlib``, its ``make_train`` is
+   called with its own yaml config (loaded with omegaconf) overriding only TOTAL_TIMESTEPS,
+   NUM_SEEDS and WANDB_MODE=disabled (``wandb.init(mode="disabled")`` is called first, as its
+   ``main`` does, because its per-update ``io_callback`` calls ``wandb.log``). Our IPPO and
+   MAPPO run with the same envs, rollout length, epochs, minibatches and network widths (see
+   ``matched_config``). Each program is compiled apart (``jit(...).lower(...).compile()``),
+   then timed ``--throughput-repeats`` times; env steps/s is the median, for 1 seed and for
+   ``--seeds`` vmapped seeds, ours and theirs back to back.
+
+Every training run of parts 1 and 2 is timed once (the budgets are too long for repeats),
+compile time apart. Mean ± 95% CI (Student t) over seeds throughout. Curves (mean with a 95%
+band over seeds of the per-update ``episode_return`` against env steps) are saved as PNG.
+
+Hangs: flax's orthogonal init is a QR factorisation; vmapped over seeds it becomes a batched
+LAPACK call that deadlocks jaxlib 0.10's CPU runtime on 2 cores (see ``jaxmarl_coop.runtime``).
+Our networks initialise without LAPACK. JaxMARL's scripts are traced with ``jnp.linalg.qr``
+replaced, for the duration of their tracing only, by Gram-Schmidt (``_qr_without_lapack``):
+the same matrices from the same draws, no LAPACK call; nothing in their files changes. A call
+running past ``HANG_TIMEOUT_S`` still makes the process dump its stacks and exit;
+results.json is written after every part, and ``--only`` runs in the same ``--out`` folder
+add up to one results.json.
+
+JaxMARL peer set-up (its baselines are not in the PyPI package)::
+
+    git clone https://github.com/FLAIROx/JaxMARL /path/to/JaxMARL   # measured at c793d09
+    .venv/bin/pip install --no-deps jaxmarl==0.2.0
+    .venv/bin/pip install hydra-core omegaconf wandb safetensors gymnax
+
+``import jaxmarl`` then resolves to the PyPI 0.2.0 package (its MPE and wrappers); only the
+baseline scripts and their yaml configs are taken from the checkout.
+"""
+
+from jaxmarl_coop.runtime import configure_xla
+
+configure_xla()  # before any JAX computation: safe XLA_FLAGS on small CPU machines
+
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import datetime  # noqa: E402
+import faulthandler  # noqa: E402
+import importlib.util  # noqa: E402
+import io  # noqa: E402
+import itertools  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import os  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from collections.abc import Callable, Sequence  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from experiments.benchmarks.env_throughput import (  # noqa: E402
+    _cpu_sample,
+    _jaxmarl_version,
+    _others_busy,
+    _own_cores,
+    machine_info,
+    other_cpu_busy,
+)
+from jaxmarl_coop.envs import greedy_chase_policy, make, random_policy  # noqa: E402
+from jaxmarl_coop.learners import actor_critic as ac  # noqa: E402
+from jaxmarl_coop.learners.base import stack_hyperparams  # noqa: E402
+from jaxmarl_coop.learners.evaluation import evaluate  # noqa: E402
+from jaxmarl_coop.runs import mean_ci95, write_json_atomic  # noqa: E402
+
+DEFAULT_OUT = "runs/bench/learn_actor_critic"
+SECTIONS = ("spread", "tracking", "throughput")
+
+#: PPO settings (MAPPO and IPPO, both tasks): the lead's single-seed tuning on spread.
+PPO_CONFIG = {"num_envs": 16, "rollout_length": 128, "num_epochs": 4, "num_minibatches": 4,
+              "hidden": (64, 64), "activation": "tanh", "anneal_lr": True}
+PPO_HP = {"lr": 1e-3, "ent_coef": 0.01, "gamma": 0.99, "gae_lambda": 0.95, "clip_eps": 0.2,
+          "vf_coef": 0.5, "max_grad_norm": 0.5}
+#: A2C settings (one gradient step on each, smaller, rollout), from a small lr grid.
+A2C_CONFIG = {"num_envs": 16, "rollout_length": 16, "hidden": (64, 64), "activation": "tanh",
+              "anneal_lr": True}
+A2C_HP = {"ent_coef": 0.01, "gamma": 0.99, "gae_lambda": 0.95, "vf_coef": 0.5,
+          "max_grad_norm": 0.5}
+#: name -> (algorithm, critic, config, hyperparameters). A2C lrs from a grid on spread (16 x
+#: 16, 3M steps, 1-3 seeds: MAA2C 1e-3 -53.8, 2e-3 -50.7, 4e-3 -47.7 (3 seeds), 8e-3 -57;
+#: IA2C 1e-3 -51.5, 2e-3 -49.8 (3 seeds), 4e-3 -52.3, 6e-3 -53; greedy team return).
+VARIANTS: dict[str, tuple[str, str, dict[str, Any], dict[str, Any]]] = {
+    "MAPPO": ("ppo", "centralised", PPO_CONFIG, PPO_HP),
+    "IPPO": ("ppo", "local", PPO_CONFIG, PPO_HP),
+    "MAA2C": ("a2c", "centralised", A2C_CONFIG, {"lr": 4e-3, **A2C_HP}),
+    "IA2C": ("a2c", "local", A2C_CONFIG, {"lr": 2e-3, **A2C_HP}),
+}
+SPREAD_VARIANTS = ("MAPPO", "IPPO", "MAA2C", "IA2C")
+TRACKING_VARIANTS = ("MAPPO", "IPPO")
+SPREAD_TARGET = -35.0  # MAPPO's greedy team return should reach this within the budget
+#: greedy chase on tracking-v1 as measured by experiments.reference (README)
+TRACKING_GREEDY_README = {"return": 21.7, "mean_distance": 0.294, "captured": 0.667,
+                          "collisions": 0.157}
+
+#: JaxMARL baselines: our name -> (script, yaml config, our matched learner config)
+JAXMARL_ENV = "MPE_simple_spread_v3"
+JAXMARL_BASELINES: dict[str, dict[str, Any]] = {
+    "IPPO": {"script": "baselines/IPPO/ippo_ff_mpe.py",
+             "config": "baselines/IPPO/config/ippo_ff_mpe.yaml",
+             "ours": {"algorithm": "ppo", "critic": "local", "num_envs": 16,
+                      "rollout_length": 128, "num_epochs": 4, "num_minibatches": 4,
+                      "hidden": (64, 64), "activation": "tanh", "anneal_lr": True}},
+    "MAPPO": {"script": "baselines/MAPPO/mappo_rnn_mpe.py",
+              "config": "baselines/MAPPO/config/mappo_homogenous_rnn_mpe.yaml",
+              "ours": {"algorithm": "ppo", "critic": "centralised", "num_envs": 16,
+                       "rollout_length": 128, "num_epochs": 4, "num_minibatches": 4,
+                       "hidden": (128, 128), "activation": "relu", "anneal_lr": True}},
+}
+#: our config item -> JaxMARL yaml key, checked equal before timing
+MATCHED_KEYS = {"num_envs": "NUM_ENVS", "rollout_length": "NUM_STEPS",
+                "num_epochs": "UPDATE_EPOCHS", "num_minibatches": "NUM_MINIBATCHES"}
+
+
+# --------------------------------------------------------------------------------------------
+# small helpers
+# --------------------------------------------------------------------------------------------
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _ci(values: Any) -> dict[str, Any]:
+    """Mean, 95% CI half-width over the first axis (seeds), and the per-seed values."""
+    arr = np.asarray(values, dtype=np.float64)
+    per_seed = arr.reshape(len(arr), -1).mean(axis=1)
+    mean, half = mean_ci95(per_seed)
+    return {"mean": mean, "ci95": half, "per_seed": per_seed}
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) \
+        else format(value, spec)
+
+
+def _pm(stats: dict[str, Any] | None, spec: str = ".1f") -> str:
+    if not stats:
+        return "-"
+    return f"{_fmt(stats['mean'], spec)} ± {_fmt(stats['ci95'], spec)}"
+
+
+def _compile(fn: Callable[..., Any], *args: Any) -> tuple[Any, dict[str, float]]:
+    """``jax.jit(fn)`` lowered and compiled for ``args`` (the wait before the first step)."""
+    t0 = time.perf_counter()
+    lowered = jax.jit(fn).lower(*args)
+    t1 = time.perf_counter()
+    compiled = lowered.compile()
+    t2 = time.perf_counter()
+    return compiled, {"lower_s": t1 - t0, "compile_s": t2 - t1, "trace_and_compile_s": t2 - t0}
+
+
+#: seconds one compiled call may run before the process dumps its stacks and exits (a hung
+#: XLA execution never returns; the sections written so far stay in results.json)
+HANG_TIMEOUT_S = 1800
+
+
+def _timed_call(compiled: Any, *args: Any) -> tuple[Any, dict[str, Any]]:
+    cpu0, t0 = _cpu_sample(), time.perf_counter()
+    faulthandler.dump_traceback_later(HANG_TIMEOUT_S, exit=True)
+    try:
+        out = jax.block_until_ready(compiled(*args))
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+    wall = time.perf_counter() - t0
+    cpu1 = _cpu_sample()
+    return out, {"run_s": wall, "other_cpu_busy": _others_busy(cpu0, cpu1),
+                 "own_cores_used": _own_cores(cpu0, cpu1, wall)}
+
+
+def _num_updates(steps: int, config: dict[str, Any]) -> int:
+    return max(1, math.ceil(steps / (config["num_envs"] * config["rollout_length"])))
+
+
+def _param_count(tree: Any) -> int:
+    return int(sum(np.size(x) for x in jax.tree.leaves(tree)))
+
+
+def learning_curve(x: np.ndarray, y: np.ndarray, points: int = 200) -> dict[str, Any]:
+    """Bin per-update values ``y`` (seeds, updates) into ``points`` bins: mean ± 95% CI over
+    seeds, and each seed's binned curve."""
+    edges = np.linspace(0, y.shape[1], min(points, y.shape[1]) + 1).astype(int)
+    xs, means, halves, seeds = [], [], [], []
+    for lo, hi in itertools.pairwise(edges):
+        if hi <= lo:
+            continue
+        with warnings.catch_warnings():  # an all-NaN bin (no episode ended) stays NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            per_seed = np.nanmean(y[:, lo:hi], axis=1)
+        finite = per_seed[np.isfinite(per_seed)]
+        if len(finite) == 0:
+            continue
+        mean, half = mean_ci95(finite)
+        xs.append(float(x[hi - 1]))
+        means.append(mean)
+        halves.append(half)
+        seeds.append(per_seed)
+    return {"env_steps": xs, "mean": means, "ci95": halves,
+            "per_seed": np.asarray(seeds).T if seeds else []}
+
+
+def _tail_mean(y: np.ndarray, fraction: float = 0.05) -> np.ndarray:
+    """Per seed, the mean of the last ``fraction`` of the updates (NaNs skipped)."""
+    k = max(1, math.ceil(fraction * y.shape[1]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(y[:, -k:], axis=1)
+
+
+def _first_crossing(curve: dict[str, Any], level: float) -> float | None:
+    """Env steps at which the binned mean curve first reaches ``level`` (or None)."""
+    for x, y in zip(curve["env_steps"], curve["mean"], strict=True):
+        if y >= level:
+            return x
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# 1 and 2: training runs and greedy evaluation
+# --------------------------------------------------------------------------------------------
+def variant_config(name: str, steps: int) -> tuple[ac.ActorCriticConfig, dict[str, Any]]:
+    algorithm, critic, settings, hp = VARIANTS[name]
+    config = ac.ActorCriticConfig(algorithm=algorithm, critic=critic,
+                                  num_updates=_num_updates(steps, settings), **settings)
+    return config, dict(hp)
+
+
+def evaluate_policies(env: Any, params: Any,
+                      policies: dict[str, tuple[Callable[[Any], Any], Any]],
+                      keys: jax.Array, episodes: int) -> dict[str, dict[str, Any]]:
+    """Per policy ``(make_policy, per-seed args)``: ``episodes`` whole episodes for every seed
+    (one vmapped call per policy), each figure summarised over seeds."""
+    out = {}
+    for name, (make_policy, per_seed_args) in policies.items():
+        def run(arg: Any, key: jax.Array, make_policy=make_policy) -> dict[str, jax.Array]:
+            return evaluate(env, params, make_policy(arg), key, episodes)
+
+        t0 = time.perf_counter()
+        figures = jax.device_get(jax.jit(jax.vmap(run))(per_seed_args, keys))
+        figures.pop("agent_returns")
+        out[name] = {k: _ci(np.asarray(v, np.float64)) for k, v in figures.items()}
+        out[name]["episodes_per_seed"] = episodes
+        out[name]["wall_s"] = time.perf_counter() - t0
+    return out
+
+
+def run_variant(env_id: str, env_kwargs: dict[str, Any], name: str, steps: int,
+                args: argparse.Namespace) -> dict[str, Any]:
+    """``args.seeds`` seeds of one variant in one jitted program, then greedy evaluation."""
+    env, params = make(env_id, **env_kwargs)
+    config, hp_values = variant_config(name, steps)
+    learner = ac.make_learner(config, env, params)
+    hp = stack_hyperparams(config.hyperparams(**hp_values), args.seeds)
+    keys = jax.random.split(jax.random.PRNGKey(args.seed), args.seeds)
+    _log(f"{name} on {env_id}: {args.seeds} seeds x {config.total_env_steps:,} env steps "
+         f"({config.num_updates} updates of {config.num_envs} x {config.rollout_length}) ...")
+    compiled, timing = _compile(jax.vmap(learner.train), keys, hp)
+    (state, metrics), run_timing = _timed_call(compiled, keys, hp)
+    timing.update(run_timing, seeds=args.seeds, env_steps_per_seed=config.total_env_steps,
+                  env_steps_per_s=args.seeds * config.total_env_steps / run_timing["run_s"])
+    _log(f"  compile {timing['trace_and_compile_s']:.1f} s, run {timing['run_s']:.0f} s, "
+         f"{timing['env_steps_per_s']:,.0f} env steps/s (all seeds)")
+    del compiled
+    metrics = jax.device_get(metrics)
+    eval_keys = jax.random.split(jax.random.PRNGKey(args.seed + 1), args.seeds)
+    evaluation = evaluate_policies(
+        env, params, {"greedy": (lambda p: ac.make_policy(config, env, p), state.params)},
+        eval_keys, args.eval_episodes)["greedy"]
+    steps_axis = np.asarray(metrics["env_steps"])[0]
+    returns = np.asarray(metrics["episode_return"], np.float64)
+    curves = {"episode_return": learning_curve(steps_axis, returns)}
+    for key in ("episode_collisions", "episode_mean_distance", "episode_captured"):
+        if key in metrics:
+            curves[key] = learning_curve(steps_axis, np.asarray(metrics[key], np.float64))
+    tail = {k[len("episode_"):]: _ci(_tail_mean(np.asarray(metrics[k], np.float64)))
+            for k in metrics if k.startswith("episode_") and k != "episode_length"}
+    algorithm, critic, _, _ = VARIANTS[name]
+    return {"variant": name, "env": env_id, "env_kwargs": env_kwargs,
+            "algorithm": algorithm, "critic": critic, "num_agents": env.num_agents,
+            "episode_steps": int(params.max_steps), "config": config, "hyperparams": hp_values,
+            "params_per_seed": _param_count(jax.tree.map(lambda x: x[0], state.params)),
+            "timing": timing, "greedy_evaluation": evaluation,
+            "training_last_5pct": tail, "learning_curves": curves,
+            "final_entropy": _ci(np.asarray(metrics["entropy"])[:, -1])}
+
+
+def reference_policies(env_id: str, env_kwargs: dict[str, Any], args: argparse.Namespace
+                       ) -> dict[str, dict[str, Any]]:
+    env, params = make(env_id, **env_kwargs)
+    policies: dict[str, Any] = {"random": (lambda _: random_policy(env), None)}
+    if env_id.startswith("tracking"):
+        policies["greedy_chase"] = (lambda _: greedy_chase_policy(env), None)
+    eval_keys = jax.random.split(jax.random.PRNGKey(args.seed + 1), args.seeds)
+    return evaluate_policies(env, params, policies, eval_keys, args.eval_episodes)
+
+
+def run_spread(args: argparse.Namespace) -> dict[str, Any]:
+    runs = []
+    for name in SPREAD_VARIANTS:
+        steps = args.steps if VARIANTS[name][0] == "ppo" else args.a2c_steps
+        runs.append(run_variant("spread-v3", {"num_agents": 3}, name, steps, args))
+    refs = reference_policies("spread-v3", {"num_agents": 3}, args)
+    mappo = runs[0]
+    greedy = mappo["greedy_evaluation"]["return"]["mean"]
+    target = {"level": SPREAD_TARGET, "mappo_greedy_return": mappo["greedy_evaluation"]["return"],
+              "reached_by_greedy_mean": bool(greedy >= SPREAD_TARGET),
+              "seeds_reaching": int(np.sum(np.asarray(
+                  mappo["greedy_evaluation"]["return"]["per_seed"]) >= SPREAD_TARGET)),
+              "training_curve_first_reaches_at_env_steps": _first_crossing(
+                  mappo["learning_curves"]["episode_return"], SPREAD_TARGET),
+              "budget_env_steps_per_seed": mappo["timing"]["env_steps_per_seed"]}
+    return {"env": "spread-v3", "runs": runs, "references": refs, "target": target}
+
+
+def run_tracking(args: argparse.Namespace) -> dict[str, Any]:
+    runs = [run_variant("tracking-v1", {}, name, args.tracking_steps, args)
+            for name in TRACKING_VARIANTS]
+    refs = reference_policies("tracking-v1", {}, args)
+    chase = refs["greedy_chase"]
+    comparison = {}
+    for run in runs:
+        ev = run["greedy_evaluation"]
+        comparison[run["variant"]] = {
+            f"{k}_minus_greedy_chase": ev[k]["mean"] - chase[k]["mean"]
+            for k in ("return", "mean_distance", "captured", "collisions")}
+    return {"env": "tracking-v1", "runs": runs, "references": refs,
+            "greedy_chase_readme": TRACKING_GREEDY_README, "vs_greedy_chase": comparison}
+
+
+# --------------------------------------------------------------------------------------------
+# 3. throughput against JaxMARL's IPPO-FF and MAPPO-RNN, unmodified from a checkout
+# --------------------------------------------------------------------------------------------
+def load_script(repo: Path, rel: str) -> Any:
+    """Import a JaxMARL baseline file from ``repo`` as a module (unmodified)."""
+    path = repo / rel
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: --jaxmarl-repo must be a JaxMARL checkout")
+    name = "jaxmarl_baseline_" + Path(rel).stem
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    with contextlib.redirect_stdout(io.StringIO()):  # jaxmarl prints on import
+        spec.loader.exec_module(module)
+    return module
+
+
+def load_yaml(repo: Path, rel: str) -> dict[str, Any]:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.load(repo / rel))
+
+
+def _git_commit(repo: Path) -> str | None:
+    try:
+        return subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+@contextlib.contextmanager
+def _qr_without_lapack() -> Any:
+    """While JaxMARL's programs are traced: ``jnp.linalg.qr`` of a tall matrix by
+    Gram-Schmidt (the orthogonal init's only LAPACK call; see the module docstring)."""
+    import jax.numpy as jnp
+
+    from jaxmarl_coop.learners.networks import _gram_schmidt
+
+    original = jnp.linalg.qr
+
+    def qr(a: Any, mode: str = "reduced") -> Any:
+        if mode != "reduced" or a.ndim != 2 or a.shape[0] < a.shape[1]:
+            return original(a, mode=mode)
+        q = _gram_schmidt(a)
+        return q, q.T @ a
+
+    jnp.linalg.qr = qr
+    try:
+        yield
+    finally:
+        jnp.linalg.qr = original
+
+
+def _time_program(fn: Callable[..., Any], make_args: Callable[[int], tuple[Any, ...]],
+                  repeats: int, patch_qr: bool = False) -> tuple[Any, dict[str, Any]]:
+    """Compile ``fn`` (timed apart), then ``repeats`` timed runs with fresh keys; median."""
+    with _qr_without_lapack() if patch_qr else contextlib.nullcontext():
+        compiled, timing = _compile(fn, *make_args(0))
+        timing["calls_lapack"] = "lapack" in compiled.as_text().lower()
+    runs, out = [], None
+    for i in range(repeats):
+        out, t = _timed_call(compiled, *make_args(i + 1))
+        runs.append(t)
+    timing.update(run_s=[t["run_s"] for t in runs],
+                  median_run_s=statistics.median(t["run_s"] for t in runs),
+                  other_cpu_busy=[t["other_cpu_busy"] for t in runs],
+                  own_cores_used=[t["own_cores_used"] for t in runs])
+    return out, timing
+
+
+def _keys(i: int, seeds: int) -> jax.Array:
+    key = jax.random.PRNGKey(1000 + i)
+    return key if seeds == 1 else jax.random.split(key, seeds)
+
+
+def bench_ours(name: str, seeds: int, updates: int, repeats: int) -> dict[str, Any]:
+    env, params = make("spread-v3", num_agents=3)
+    settings = JAXMARL_BASELINES[name]["ours"]
+    config = ac.ActorCriticConfig(num_updates=updates, **settings)
+    learner = ac.make_learner(config, env, params)
+    hp = config.hyperparams(**PPO_HP)
+    train = learner.train if seeds == 1 else jax.vmap(learner.train)
+    hps = hp if seeds == 1 else stack_hyperparams(hp, seeds)
+    out, timing = _time_program(train, lambda i: (_keys(i, seeds), hps), repeats)
+    state = out[0] if seeds == 1 else jax.tree.map(lambda x: x[0], out[0])
+    return _throughput_row("jaxmarl_coop", name, seeds, config.total_env_steps, timing,
+                           _param_count(state.params), config=config)
+
+
+def bench_jaxmarl(module: Any, defaults: dict[str, Any], name: str, seeds: int, updates: int,
+                  repeats: int) -> dict[str, Any]:
+    import copy
+
+    overrides = {"TOTAL_TIMESTEPS": updates * defaults["NUM_ENVS"] * defaults["NUM_STEPS"],
+                 "NUM_SEEDS": seeds, "WANDB_MODE": "disabled"}
+    config = {**copy.deepcopy(defaults), **overrides}
+    with contextlib.redirect_stdout(io.StringIO()):
+        train = module.make_train(config)  # sets NUM_UPDATES etc. in config
+    fn = train if seeds == 1 else jax.vmap(train)
+    out, timing = _time_program(fn, lambda i: (_keys(i, seeds),), repeats, patch_qr=True)
+    per_seed = int(config["NUM_UPDATES"]) * config["NUM_ENVS"] * config["NUM_STEPS"]
+    from flax.training.train_state import TrainState
+
+    states = [s for s in jax.tree.leaves(out, is_leaf=lambda x: isinstance(x, TrainState))
+              if isinstance(s, TrainState)]
+    count = sum(_param_count(s.params) for s in states)
+    if seeds > 1:
+        count //= seeds
+    return _throughput_row("jaxmarl", name, seeds, per_seed, timing, count,
+                           overrides=overrides, num_updates=int(config["NUM_UPDATES"]))
+
+
+def _throughput_row(impl: str, name: str, seeds: int, steps_per_seed: int,
+                    timing: dict[str, Any], params: int, **extra: Any) -> dict[str, Any]:
+    rate = seeds * steps_per_seed / timing["median_run_s"]
+    row = {"impl": impl, "algorithm": name, "seeds": seeds, "env_steps_per_seed": steps_per_seed,
+           "params_per_seed": params, "env_steps_per_s": rate,
+           "env_steps_per_s_per_seed": rate / seeds, **timing, **extra}
+    _log(f"  {impl:<13} {name:<6} {seeds} seed(s): {rate:>10,.0f} env steps/s "
+         f"(compile {timing['trace_and_compile_s']:.1f} s, runs "
+         + ", ".join(f"{t:.2f}" for t in timing["run_s"]) + " s)")
+    return row
+
+
+def matched_config(name: str, defaults: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Item-by-item settings of our learner and JaxMARL's script for the throughput rows."""
+    ours = JAXMARL_BASELINES[name]["ours"]
+    d = defaults or {}
+    rows = [{"item": key, "ours": ours[key], "jaxmarl": d.get(their)}
+            for key, their in MATCHED_KEYS.items()]
+    mb = ours["num_envs"] * ours["rollout_length"] * 3 // ours["num_minibatches"]
+    rows.append({"item": "minibatch (agent samples)", "ours": mb,
+                 "jaxmarl": (d["NUM_ENVS"] * 3 * d["NUM_STEPS"] // d["NUM_MINIBATCHES"])
+                 if d else None})
+    if name == "IPPO":
+        rows += [
+            {"item": "actor", "ours": "MLP 64-64 tanh (+ agent id)",
+             "jaxmarl": "MLP 64-64 " + str(d.get("ACTIVATION", "tanh"))},
+            {"item": "critic", "ours": "MLP 64-64 tanh on own obs (+ agent id)",
+             "jaxmarl": "MLP 64-64 on own obs (same module as the actor, separate towers)"},
+            {"item": "parameters", "ours": "shared by the 3 agents", "jaxmarl": "shared"}]
+    else:
+        rows += [
+            {"item": "actor", "ours": "MLP 128-128 relu (+ agent id)",
+             "jaxmarl": f"Dense {d.get('FC_DIM_SIZE', 128)} relu, GRU "
+                        f"{d.get('GRU_HIDDEN_DIM', 128)}, Dense {d.get('GRU_HIDDEN_DIM', 128)} "
+                        "relu"},
+            {"item": "critic", "ours": "MLP 128-128 relu on global state (54) + agent id",
+             "jaxmarl": "same as its actor, on its world state (all obs, 54)"},
+            {"item": "recurrence", "ours": "none (feed-forward)",
+             "jaxmarl": "GRU re-run over each minibatch's sequences"}]
+    rows += [
+        {"item": "optimiser", "ours": "adam eps 1e-5, clip 0.5, linear lr decay",
+         "jaxmarl": "adam eps 1e-5, clip 0.5, linear lr decay"},
+        {"item": "per-update host callback", "ours": "none",
+         "jaxmarl": "io_callback -> wandb.log (disabled run)"},
+        {"item": "spread episode", "ours": "25 steps", "jaxmarl": "26 steps"}]
+    return rows
+
+
+def run_throughput(args: argparse.Namespace) -> dict[str, Any]:
+    """Ours and JaxMARL's IPPO and MAPPO, 1 seed and ``args.seeds`` seeds, back to back."""
+    seed_counts = [1] if args.quick else sorted({1, args.seeds})  # quick: fewer compiles
+    result: dict[str, Any] = {"rows": [], "jaxmarl": None, "matched_config": {}}
+    modules: dict[str, tuple[Any, dict[str, Any]]] = {}
+    if args.skip_jaxmarl:
+        result["jaxmarl"] = {"status": "skipped", "reason": "--skip-jaxmarl"}
+    elif not args.jaxmarl_repo:
+        result["jaxmarl"] = {"status": "skipped", "reason": "no --jaxmarl-repo (or $JAXMARL_REPO)"}
+        _log("JaxMARL baselines not run: pass --jaxmarl-repo PATH (see --help)")
+    else:
+        repo = Path(args.jaxmarl_repo).resolve()
+        try:
+            for name, spec in JAXMARL_BASELINES.items():
+                defaults = load_yaml(repo, spec["config"])
+                if defaults["ENV_NAME"] != JAXMARL_ENV:
+                    raise ValueError(f"{spec['config']}: ENV_NAME is {defaults['ENV_NAME']}")
+                for key, their in MATCHED_KEYS.items():
+                    if spec["ours"][key] != defaults[their]:
+                        raise ValueError(f"{spec['config']}: {their} = {defaults[their]} but "
+                                         f"our matched {key} is {spec['ours'][key]}")
+                modules[name] = (load_script(repo, spec["script"]), defaults)
+            import wandb
+
+            with contextlib.redirect_stdout(io.StringIO()):
+                wandb.init(mode="disabled")  # as its main(); its callbacks call wandb.log
+            result["jaxmarl"] = {
+                "status": "ok", "repo": str(repo), "commit": _git_commit(repo),
+                "jaxmarl_version": _jaxmarl_version(), "env": JAXMARL_ENV,
+                "scripts": {n: s["script"] for n, s in JAXMARL_BASELINES.items()},
+                "default_configs": {n: m[1] for n, m in modules.items()},
+                "trace_patch": "jnp.linalg.qr of tall matrices by Gram-Schmidt while its "
+                               "programs are traced (orthogonal init without LAPACK, which "
+                               "deadlocks vmapped on 2 cores); files unmodified"}
+        except (ImportError, FileNotFoundError, ValueError, KeyError) as exc:
+            modules = {}
+            result["jaxmarl"] = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+            _log(f"JaxMARL baselines not run: {exc}")
+    for name in JAXMARL_BASELINES:
+        result["matched_config"][name] = matched_config(name, modules.get(name, (None, None))[1])
+        for seeds in seed_counts:
+            updates = args.throughput_updates[name]
+            if seeds > 1:
+                updates = max(1, updates // 4)
+            _log(f"throughput {name}, {seeds} seed(s), {updates} updates per run ...")
+            result["rows"].append(bench_ours(name, seeds, updates, args.throughput_repeats))
+            if name in modules:
+                module, defaults = modules[name]
+                try:
+                    result["rows"].append(bench_jaxmarl(module, defaults, name, seeds, updates,
+                                                        args.throughput_repeats))
+                except Exception as exc:  # a peer failure is reported; ours are kept
+                    result["jaxmarl"].setdefault("errors", []).append(
+                        f"{name}/{seeds}: {type(exc).__name__}: {exc}")
+                    _log(f"JaxMARL {name} failed: {exc}")
+    peer = {(r["algorithm"], r["seeds"]): r for r in result["rows"] if r["impl"] == "jaxmarl"}
+    for r in result["rows"]:
+        p = peer.get((r["algorithm"], r["seeds"]))
+        ok = p is not None and r["impl"] == "jaxmarl_coop"
+        r["ratio_vs_jaxmarl"] = r["env_steps_per_s"] / p["env_steps_per_s"] if ok else None
+        r["compile_ratio_vs_jaxmarl"] = (r["trace_and_compile_s"] / p["trace_and_compile_s"]
+                                         if ok else None)
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# tables and plots
+# --------------------------------------------------------------------------------------------
+def spread_table(spread: dict[str, Any]) -> str:
+    header = (f"{'variant':<8} {'steps/seed':>10} {'greedy team return':>19} "
+              f"{'train last 5%':>14} {'collisions/step':>15} {'occupied lm':>11} "
+              f"{'compile s':>9} {'run s':>6} {'env steps/s':>11}")
+    lines = [header, "-" * len(header)]
+    for r in spread["runs"]:
+        ev, t = r["greedy_evaluation"], r["timing"]
+        lines.append(f"{r['variant']:<8} {t['env_steps_per_seed']:>10,} "
+                     f"{_pm(ev['return']):>19} {_pm(r['training_last_5pct']['return']):>14} "
+                     f"{_pm(ev['collisions'], '.3f'):>15} "
+                     f"{_fmt(ev['occupied_landmarks']['mean'], '.2f'):>11} "
+                     f"{t['trace_and_compile_s']:>9.1f} {t['run_s']:>6.0f} "
+                     f"{t['env_steps_per_s']:>11,.0f}")
+    for name, ev in spread["references"].items():
+        lines.append(f"{name:<8} {'-':>10} {_pm(ev['return']):>19} {'-':>14} "
+                     f"{_pm(ev['collisions'], '.3f'):>15} "
+                     f"{_fmt(ev['occupied_landmarks']['mean'], '.2f'):>11}")
+    return "\n".join(lines)
+
+
+def tracking_table(tracking: dict[str, Any]) -> str:
+    header = (f"{'policy':<13} {'team return':>13} {'mean distance':>15} {'captured':>15} "
+              f"{'collisions/step':>16} {'train last 5%':>14}")
+    lines = [header, "-" * len(header)]
+    rows = [(r["variant"], r["greedy_evaluation"], r["training_last_5pct"]["return"])
+            for r in tracking["runs"]]
+    rows += [(name, ev, None) for name, ev in tracking["references"].items()]
+    for name, ev, tail in rows:
+        lines.append(f"{name:<13} {_pm(ev['return']):>13} {_pm(ev['mean_distance'], '.3f'):>15} "
+                     f"{_pm(ev['captured'], '.3f'):>15} {_pm(ev['collisions'], '.3f'):>16} "
+                     f"{_pm(tail):>14}")
+    return "\n".join(lines)
+
+
+def throughput_table(rows: list[dict[str, Any]]) -> str:
+    header = (f"{'algorithm':<9} {'seeds':>5} {'impl':<13} {'params':>7} {'compile s':>9} "
+              f"{'env steps/s':>12} {'per seed':>10} {'ours/JaxMARL':>12}")
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        lines.append(f"{r['algorithm']:<9} {r['seeds']:>5} {r['impl']:<13} "
+                     f"{r['params_per_seed']:>7,} {r['trace_and_compile_s']:>9.1f} "
+                     f"{r['env_steps_per_s']:>12,.0f} {r['env_steps_per_s_per_seed']:>10,.0f} "
+                     f"{_fmt(r['ratio_vs_jaxmarl'], '.2f'):>12}")
+    return "\n".join(lines)
+
+
+def plot_curves(section: dict[str, Any], out: Path, extra_metric: str | None = None) -> str:
+    """Mean ± 95% band over seeds of the per-update team return (and one more metric)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("episode_return", "team return per episode (training)")]
+    if extra_metric:
+        panels.append((extra_metric, extra_metric.replace("episode_", "") + " per step"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 4.4), squeeze=False)
+    for ax, (metric, label) in zip(axes[0], panels, strict=True):
+        for i, run in enumerate(section["runs"]):
+            curve = run["learning_curves"].get(metric)
+            if not curve or not curve["env_steps"]:
+                continue
+            x, y = np.asarray(curve["env_steps"]), np.asarray(curve["mean"])
+            half = np.nan_to_num(np.asarray(curve["ci95"], np.float64))
+            seeds = run["timing"]["seeds"]
+            ax.plot(x, y, color=f"C{i}", label=f"{run['variant']} ({seeds} seeds)")
+            ax.fill_between(x, y - half, y + half, color=f"C{i}", alpha=0.2)
+        key = "return" if metric == "episode_return" else metric[len("episode_"):]
+        for j, (name, ev) in enumerate(section["references"].items()):
+            if key in ev:
+                ax.axhline(ev[key]["mean"], ls="--", lw=1, color=f"C{len(section['runs']) + j}",
+                           label=f"{name} (evaluation)")
+        ax.set_xlabel("env steps (per seed)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{section['env']}: actor-critic training, mean ± 95% CI over seeds")
+    fig.tight_layout()
+    path = out / f"learning_curves_{section['env']}.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return str(path)
+
+
+# --------------------------------------------------------------------------------------------
+# main
+# --------------------------------------------------------------------------------------------
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
+    p.add_argument("--quick", action="store_true", help="tiny budgets, for a smoke test")
+    p.add_argument("--seeds", type=int, default=None, help="seeds per variant (default 8, "
+                   "quick 2); also the vmapped seed count of the throughput rows")
+    p.add_argument("--steps", type=int, default=None,
+                   help="env steps per seed, PPO on spread (default 3,000,000; quick 4096)")
+    p.add_argument("--a2c-steps", type=int, default=None,
+                   help="env steps per seed, A2C on spread (default --steps)")
+    p.add_argument("--tracking-steps", type=int, default=None,
+                   help="env steps per seed on tracking (default 2,000,000; quick 4096)")
+    p.add_argument("--eval-episodes", type=int, default=None,
+                   help="greedy evaluation episodes per seed (default 1024, quick 16)")
+    p.add_argument("--throughput-repeats", type=int, default=None,
+                   help="timed runs per throughput row, median (default 3, quick 1)")
+    p.add_argument("--skip-jaxmarl", action="store_true", help="do not run JaxMARL's baselines")
+    p.add_argument("--jaxmarl-repo", default=os.environ.get("JAXMARL_REPO"),
+                   help="JaxMARL checkout with baselines/ (default $JAXMARL_REPO)")
+    p.add_argument("--only", nargs="+", choices=SECTIONS, default=None,
+                   help="run only these parts (default all)")
+    p.add_argument("--seed", type=int, default=0, help="base PRNG seed")
+    p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
+    args = p.parse_args(argv)
+    quick = args.quick
+    defaults = {"seeds": 2 if quick else 8, "steps": 4096 if quick else 3_000_000,
+                "tracking_steps": 4096 if quick else 2_000_000,
+                "eval_episodes": 16 if quick else 1024, "throughput_repeats": 1 if quick else 3}
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    if args.a2c_steps is None:
+        args.a2c_steps = args.steps
+    for name in ("seeds", "steps", "a2c_steps", "tracking_steps", "eval_episodes",
+                 "throughput_repeats"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1")
+    # updates per timed single-seed run (a quarter of that with vmapped seeds): a few seconds
+    args.throughput_updates = ({"IPPO": 2, "MAPPO": 2} if quick
+                               else {"IPPO": 64, "MAPPO": 16})
+    args.only = list(args.only or SECTIONS)
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    data: dict[str, Any] = {
+        "benchmark": "learn_actor_critic", "schema_version": 1,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": [sys.executable, "-m", "experiments.benchmarks.learn_actor_critic",
+                    *(sys.argv[1:] if argv is None else argv)],
+        "machine": machine_info(), "settings": vars(args),
+        "variants": {n: {"algorithm": a, "critic": c, "config": cfg, "hyperparams": hp}
+                     for n, (a, c, cfg, hp) in VARIANTS.items()},
+        "method": ("each training run is one jit(vmap(train)) over seeds, lowered and compiled "
+                   "apart (trace_and_compile_s) and timed once (run_s); final policies are "
+                   "evaluated greedily (mode of the policy), eval_episodes whole episodes per "
+                   "seed; mean ± 95% Student-t CI over seeds; throughput rows: compiled apart, "
+                   "median of throughput_repeats timed runs"),
+        "plots": [],
+    }
+    busy = data["machine"]["other_cpu_busy_start"]
+    if busy is not None and busy > 0.1:
+        _log(f"warning: other processes keep {busy:.0%} of the CPUs busy; timings will suffer")
+    results = out / "results.json"
+
+    def save() -> dict[str, Any]:
+        """Write after every part (a later hang loses nothing). With ``--only``, the other
+        parts are kept from the file as it is now, so that runs of different parts in the
+        same folder (one after another, or side by side) add up to one results.json."""
+        data["machine"]["loadavg_end"] = list(os.getloadavg())
+        data["total_wall_s"] = time.perf_counter() - start
+        merged = dict(data)
+        if len(args.only) < len(SECTIONS) and results.is_file():
+            with contextlib.suppress(OSError, ValueError):
+                earlier = json.loads(results.read_text())
+                kept = {}
+                for section in SECTIONS:
+                    if section not in args.only and section in earlier:
+                        merged[section] = earlier[section]
+                        kept[section] = (earlier.get("sections_from_other_runs", {}).get(section)
+                                         or {"created": earlier.get("created"),
+                                             "command": earlier.get("command"),
+                                             "machine": earlier.get("machine")})
+                merged["sections_from_other_runs"] = kept
+                merged["plots"] = sorted(set(data["plots"]) | {
+                    path for path in earlier.get("plots", [])
+                    if not any(section in Path(path).name for section in args.only)})
+        write_json_atomic(results, merged)
+        return merged
+
+    if "throughput" in args.only:  # first: short, and most sensitive to load drift
+        data["throughput"] = run_throughput(args)
+        save()
+        _log(throughput_table(data["throughput"]["rows"]))
+    if "spread" in args.only:
+        data["spread"] = run_spread(args)
+        data["plots"].append(plot_curves(data["spread"], out))
+        save()
+        _log(spread_table(data["spread"]))
+    if "tracking" in args.only:
+        data["tracking"] = run_tracking(args)
+        data["plots"].append(plot_curves(data["tracking"], out, "episode_collisions"))
+        save()
+        _log(tracking_table(data["tracking"]))
+    data["machine"]["other_cpu_busy_end"] = other_cpu_busy()
+    data = save()  # what is printed below: this run's parts and any kept from other runs
+
+    if "spread" in data:
+        s = data["spread"]
+        print(f"spread-v3, 3 agents: final greedy policy ({args.seeds} seeds x "
+              f"{args.eval_episodes} episodes; team return = sum over agents; mean ± 95% CI):")
+        print(spread_table(s))
+        t = s["target"]
+        print(f"target {t['level']}: MAPPO greedy {_pm(t['mappo_greedy_return'])} -> "
+              f"{'reached' if t['reached_by_greedy_mean'] else 'NOT reached'} "
+              f"({t['seeds_reaching']}/{args.seeds} seeds); training curve first at "
+              f"{_fmt(t['training_curve_first_reaches_at_env_steps'], ',.0f')} env steps")
+    if "tracking" in data:
+        print(f"\ntracking-v1, 2 agents ({args.seeds} seeds x {args.eval_episodes} episodes, "
+              "greedy; per-step episode means):")
+        print(tracking_table(data["tracking"]))
+    if "spread" in data or "tracking" in data:
+        print("\nsettings:")
+        for name, (a, c, cfg, hp) in VARIANTS.items():
+            print(f"  {name:<6} {a}/{c}: " + ", ".join(f"{k}={v}" for k, v in cfg.items())
+                  + "; " + ", ".join(f"{k}={v}" for k, v in hp.items()))
+    if "throughput" in data:
+        th = data["throughput"]
+        print(f"\nthroughput on spread (3 agents), training end to end, median of "
+              f"{args.throughput_repeats} runs, compile apart:")
+        print(throughput_table(th["rows"]))
+        jm = th["jaxmarl"] or {}
+        if jm.get("status") != "ok":
+            print(f"JaxMARL: {jm.get('status')} ({jm.get('reason') or jm.get('error')})")
+        for name, rows in th["matched_config"].items():
+            print(f"matched config, {name}:")
+            for m in rows:
+                print(f"  {m['item']:<27} ours: {m['ours']!s:<44} JaxMARL: {m['jaxmarl']}")
+    m = data["machine"]
+    print(f"\nmachine: {m['cpu_model']}, {m['usable_cores']} cores, backend {m['backend']}, "
+          f"jax {m['jax_version']}; CPUs busy with other processes: "
+          f"{_fmt(m['other_cpu_busy_start'], '.0%')} before, "
+          f"{_fmt(m['other_cpu_busy_end'], '.0%')} after; total {data['total_wall_s']:.0f} s")
+    for section, earlier in data.get("sections_from_other_runs", {}).items():
+        print(f"({section}: in results.json from the run of {earlier['created']})")
+    print(f"wrote {results} and {len(data['plots'])} PNG(s)")
+    return data
+
+
+if __name__ == "__main__":
+    main()
