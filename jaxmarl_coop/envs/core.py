@@ -162,6 +162,16 @@ class Env(Generic[State, Params]):
         actions = self.prepare_actions(actions)
         return self.step_env(key, state, actions, params)
 
+    def render(self, state: State, params: Params | None = None, *, size: int | None = None
+               ) -> np.ndarray:
+        """One RGB frame of ``state``, ``uint8 (size, size, 3)`` (``envs.render``; outside jit).
+
+        ``state`` is one env's state: a batch (leading env axis) is a ``ValueError``.
+        ``size`` is the frame's width and height in pixels (default 400).
+        """
+        raise NotImplementedError(f"{type(self).__name__} ({self.name or 'unregistered'}) "
+                                  "does not implement render")
+
     # ----- spaces ---------------------------------------------------------------------------
     @property
     def action_space(self) -> Space:

@@ -124,6 +124,8 @@ class MatrixGame(Env[MatrixGameState, P]):
 
     game_actions: ClassVar[int]
     common_payoff: ClassVar[bool] = True
+    #: names of the actions in pictures (None: their numbers)
+    action_labels: ClassVar[tuple[str, ...] | None] = None
 
     def __init__(self, history: bool = False, continuous_actions: bool = False,
                  debug: bool = False) -> None:
@@ -173,6 +175,27 @@ class MatrixGame(Env[MatrixGameState, P]):
         info = {"payoff": jnp.mean(reward), name: value}
         state = MatrixGameState(last_actions=actions, step=state.step + 1)
         return state, self._timestep(state, reward, info, params)
+
+    def render(self, state: MatrixGameState, params: P | None = None, *,
+               size: int | None = None) -> np.ndarray:
+        """The noise-free payoff matrix with the last round's joint action outlined (none
+        before the first round); see ``Env``."""
+        from jaxmarl_coop.envs import render
+
+        name = self.name or type(self).__name__
+        params = self.default_params() if params is None else params
+        state = render.host_state(name, state)
+        tables = np.asarray(self.payoff_tables(params))
+        rounds = int(state.step)
+        title = f"{name}   round {rounds}/{int(params.max_steps)}"
+        last = None
+        if rounds > 0:
+            last = np.asarray(state.last_actions)
+            payoff = tables[:, last[0], last[1]]
+            shown = f"{payoff[0]:g}" if self.common_payoff else f"{payoff[0]:g}, {payoff[1]:g}"
+            title += f"\nlast joint action ({last[0]}, {last[1]}): payoff {shown}"
+        return render.draw_payoff_table(tables, last, action_labels=self.action_labels, title=title,
+                                        size=size)
 
     def observations(self, state: MatrixGameState) -> jax.Array:
         """``(2, obs_dim)``: ``[1.0]``, or the one-hot history slot (module docstring)."""
@@ -244,6 +267,7 @@ class PrisonersDilemma(MatrixGame[PrisonersDilemmaParams]):
 
     game_actions = 2
     common_payoff = False
+    action_labels = ("C", "D")
 
     def default_params(self) -> PrisonersDilemmaParams:
         return PrisonersDilemmaParams()

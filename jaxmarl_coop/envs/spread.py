@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from jaxmarl_coop.envs import physics
@@ -103,6 +104,20 @@ class Spread(Env[SpreadState, SpreadParams]):
         state = state.replace(agent_pos=pos, agent_vel=vel, step=state.step + 1)
         reward, info = self._reward(state, params)
         return state, self._timestep(state, reward, info, params)
+
+    def render(self, state: SpreadState, params: SpreadParams | None = None, *,
+               size: int | None = None) -> np.ndarray:
+        """Agents (blue discs of ``agent_size``) and landmarks (grey dots); see ``Env``."""
+        from jaxmarl_coop.envs import render
+
+        name = self.name or type(self).__name__
+        params = self.default_params() if params is None else params
+        state = render.host_state(name, state)
+        _, info = self._reward(state, params)
+        title = (f"{name}   step {int(state.step)}/{int(params.max_steps)}\n"
+                 + render.format_metrics(info))
+        return render.draw_particles(state.agent_pos, float(params.agent_size),
+                                     landmark_pos=state.landmark_pos, title=title, size=size)
 
     # ----- pieces -----------------------------------------------------------------------
     def _reward(self, state: SpreadState, params: SpreadParams

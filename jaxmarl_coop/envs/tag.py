@@ -150,6 +150,27 @@ class Tag(Env[TagState, TagParams]):
         reward, info = self._reward(state, params)
         return state, self._timestep(state, reward, info, params)
 
+    def render(self, state: TagState, params: TagParams | None = None, *,
+               size: int | None = None) -> np.ndarray:
+        """Predators (red) and prey (green, paler when scripted) as discs of their sizes,
+        obstacles as grey discs; see ``Env``."""
+        from jaxmarl_coop.envs import render
+
+        name = self.name or type(self).__name__
+        params = self.default_params() if params is None else params
+        state = render.host_state(name, state)
+        a, g = self.num_adversaries, self.num_good
+        prey_color = render.PREY_COLOR if self.prey_policy == "learn" else (0.6, 0.9, 0.6)
+        radius = np.where(self._is_good, float(params.good_size), float(params.adversary_size))
+        _, info = self._reward(state, params)
+        title = (f"{name}   step {int(state.step)}/{int(params.max_steps)}\n"
+                 + render.format_metrics({"catches": info["catches"]}))
+        return render.draw_particles(
+            state.agent_pos, radius, agent_color=[render.PREDATOR_COLOR] * a + [prey_color] * g,
+            agent_labels=[f"A{i}" for i in range(a)] + [f"G{i}" for i in range(g)],
+            obstacle_pos=state.obstacle_pos, obstacle_radius=float(params.obstacle_size),
+            title=title, size=size)
+
     def evader_direction(self, state: TagState, params: TagParams) -> jax.Array:
         """The scripted prey's unit direction ``(G, 2)`` (see the module docstring)."""
         a = self.num_adversaries

@@ -37,6 +37,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from jaxmarl_coop.envs import physics
@@ -167,6 +168,25 @@ class Tracking(Env[TrackingState, TrackingParams]):
         direction = jnp.stack([jnp.cos(heading), jnp.sin(heading)])
         direction = jnp.where(flip, -direction, direction)
         return jnp.clip(pos, -half, half), jnp.arctan2(direction[1], direction[0])
+
+    def render(self, state: TrackingState, params: TrackingParams | None = None, *,
+               size: int | None = None) -> np.ndarray:
+        """The arena, agents (discs of ``agent_size``), obstacles, and the target with its
+        heading and its dashed capture circle; see ``Env``."""
+        from jaxmarl_coop.envs import render
+
+        name = self.name or type(self).__name__
+        params = self.default_params() if params is None else params
+        state = render.host_state(name, state)
+        _, info = self._reward(state, params)
+        title = (f"{name}   step {int(state.step)}/{int(params.max_steps)}\n"
+                 + render.format_metrics(info))
+        return render.draw_particles(
+            state.agent_pos, float(params.agent_size), obstacle_pos=state.obstacle_pos,
+            obstacle_radius=float(params.obstacle_size), target_pos=state.target_pos,
+            target_heading=float(state.target_heading),
+            capture_radius=float(params.capture_radius),
+            arena_half_width=float(params.arena_half_width), title=title, size=size)
 
     # ----- pieces -----------------------------------------------------------------------
     def _reward(self, state: TrackingState, params: TrackingParams

@@ -15,6 +15,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from jaxmarl_coop.envs.core import Env, TimeStep, check_count
@@ -54,6 +55,10 @@ class Wrapper(Env):
 
     def agent_obs_dim(self, agent: int | str) -> int:
         return self._env.agent_obs_dim(agent)
+
+    def render(self, state: Any, params: Any = None, *, size: int | None = None) -> np.ndarray:
+        """The wrapped env's frame of ``state`` (wrappers with their own state unwrap it)."""
+        return self._env.render(state, params, size=size)
 
     def prepare_actions(self, actions: Any) -> jax.Array:
         return self._env.prepare_actions(actions)
@@ -162,6 +167,10 @@ class EpisodeStats(Wrapper):
             last_length=jnp.where(done, length, state.last_length),
             last_info_mean=_select(done, means, state.last_info_mean))
         return state, self._annotate(ts, state, done)
+
+    def render(self, state: EpisodeStatsState, params: Any = None, *, size: int | None = None
+               ) -> np.ndarray:
+        return self._env.render(state.env_state, params, size=size)
 
     @staticmethod
     def _metrics(info: dict[str, Any]) -> dict[str, jax.Array]:
