@@ -1,42 +1,151 @@
-"""experiments/train.py end to end, its chunked loop, and its one-line user errors."""
+"""experiments/train.py end to end: run folder, resume, kills, user errors, presets."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
 
-from experiments import train
+from experiments import evaluate, train
+from jaxmarl_coop import checkpoints
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: a DQN run small enough for CI, with a replay buffer, env state and keys to checkpoint
+DQN_ARGS = ["--learner", "dqn", "--env", "spread-v3", "--seeds", "2", "--env-steps", "2560",
+            "--chunks", "4", "--eval-every", "2", "--periodic-eval-episodes", "4",
+            "--eval-episodes", "8", "--no-gif", "--config", "num_envs=4",
+            "--config", "rollout_length=8", "--config", "learning_starts=64",
+            "--config", "buffer_size=512", "--config", "batch_size=32"]
 
 
-def test_train_runs_end_to_end_and_writes_the_run_folder(tmp_path):
+def _files(run_dir: Path) -> dict[str, str]:
+    return {name: (run_dir / name).read_text()
+            for name in ("metrics.csv", "eval.json", "marl_eval.json")}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "whole"
+    train.main([*DQN_ARGS, "--out", str(out)])
+    return out
+
+
+def test_train_writes_every_file_of_the_run_folder(tmp_path):
     out = tmp_path / "run"
     result = train.main(["--learner", "ippo", "--env", "spread-v3", "--seeds", "2",
-                         "--env-steps", "6000", "--chunks", "3", "--eval-episodes", "8",
+                         "--env-steps", "6000", "--chunks", "3", "--eval-every", "1",
+                         "--periodic-eval-episodes", "4", "--eval-episodes", "8",
                          "--config", "num_envs=4", "--config", "rollout_length=25",
                          "--config", "num_minibatches=2", "--out", str(out)])
     config = json.loads((out / "config.json").read_text())
-    assert config["learner"] == "ippo" and config["config"]["critic"] == "local"
-    assert config["config"]["num_updates"] == 60 and config["hyperparams"]["lr"] == 2e-3
+    assert config["run"]["learner"] == "ippo" and config["learner_config"]["critic"] == "local"
+    assert config["num_updates"] == 60 and config["hyperparams"]["lr"] == 2e-3
+    assert config["format_version"] == checkpoints.FORMAT_VERSION
+
     lines = (out / "metrics.csv").read_text().splitlines()
     header = lines[0].split(",")
-    assert {"seed", "update", "env_steps", "episode_return", "entropy"} <= set(header)
+    assert header[:3] == ["seed", "update", "env_steps"]
+    assert {"episode_return", "entropy", "value_loss"} <= set(header)
     assert len(lines) == 1 + 2 * 60
+    last = dict(zip(header, lines[-1].split(","), strict=True))
+    assert (last["seed"], last["update"], last["env_steps"]) == ("1", "60", "6000")
+
     saved = json.loads((out / "eval.json").read_text())
-    assert len(saved["greedy_eval"]["return"]["per_seed"]) == 2
-    assert np.isfinite(saved["greedy_eval"]["return"]["mean"])
-    assert result["greedy_eval"]["length"]["mean"] == 25.0
+    for part in ("final", "absolute"):
+        assert len(saved[part]["return"]["per_seed"]) == 2
+        assert np.isfinite(saved[part]["return"]["mean"])
+        assert saved[part]["length"]["mean"] == 25.0
+    assert set(saved["references"]) == {"random"}
+    assert [p["env_steps"] for p in saved["periodic"]] == [2000, 4000, 6000]
+    assert result["final"]["return"]["mean"] == saved["final"]["return"]["mean"]
+
+    marl = json.loads((out / "marl_eval.json").read_text())
+    seeds = marl["jaxmarl_coop"]["spread-v3"]["ippo"]
+    assert set(seeds) == {"seed_0", "seed_1"}
+    assert [seeds["seed_0"][f"step_{k}"]["step_count"] for k in range(3)] == [2000, 4000, 6000]
+    assert len(seeds["seed_1"]["step_2"]["return"]) == 4
+    assert len(seeds["seed_0"]["absolute_metrics"]["return"]) == 8
+
+    assert (out / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "rollout.gif").read_bytes()[:6] in (b"GIF87a", b"GIF89a")
+    assert checkpoints.latest_step(out / "checkpoints") == 3
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_a_resumed_run_ends_exactly_like_the_uninterrupted_one(tmp_path, uninterrupted):
+    out = tmp_path / "cut"
+    assert train.main([*DQN_ARGS, "--out", str(out), "--stop-after-chunks", "1"]) == {
+        "stopped_after_chunk": 1}
+    assert not (out / "eval.json").exists()
+    assert len((out / "metrics.csv").read_text().splitlines()) == 1 + 2 * 20
+    train.main(["--resume", str(out)])
+    assert _files(out) == _files(uninterrupted)
+
+
+def test_a_killed_run_keeps_its_files_and_resumes_exactly(tmp_path, uninterrupted):
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "experiments.train", *DQN_ARGS,
+                             "--out", str(out)], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while checkpoints.latest_step(out / "checkpoints") is None:
+        assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    json.loads((out / "config.json").read_text())  # whole, not half-written
+    rows = (out / "metrics.csv").read_text().splitlines()
+    assert len(rows) >= 1 + 2 * 20 and all(r.count(",") == rows[0].count(",") for r in rows)
+    assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))
+    train.main(["--resume", str(out)])
+    assert _files(out) == _files(uninterrupted)
+
+
+def test_evaluate_reloads_the_trained_team(tmp_path, uninterrupted, capsys):
+    saved = json.loads((uninterrupted / "eval.json").read_text())
+    run, params, _ = evaluate.load_team(uninterrupted, "final")
+    again = run.evaluate(params, 8, run.eval_key(train.FINAL_EVAL))  # the final eval's key
+    np.testing.assert_allclose(again["return"].mean(axis=1),
+                               saved["final"]["return"]["per_seed"], rtol=1e-6)
+    result = evaluate.main([str(uninterrupted), "--episodes", "8",
+                            "--json", str(tmp_path / "e.json")])
+    assert np.isfinite(result["evaluation"]["return"]["mean"])
+    assert result["env_steps_per_seed"] == 2560
+    assert json.loads((tmp_path / "e.json").read_text())["which"] == "final"
+    best = evaluate.main([str(uninterrupted), "--episodes", "4", "--which", "best",
+                          "--gif", str(tmp_path / "team.gif")])
+    assert np.isfinite(best["evaluation"]["return"]["mean"])
+    assert (tmp_path / "team.gif").read_bytes()[:3] == b"GIF"
+    assert "greedy episodes per seed" in capsys.readouterr().out
+
+
+def test_a_checkpoint_of_another_format_version_is_refused(tmp_path, monkeypatch):
+    state = {"w": np.arange(3.0)}
+    monkeypatch.setattr(checkpoints, "FORMAT_VERSION", 0)
+    checkpoints.save(tmp_path / "ck", 1, state, {"note": "old"})
+    monkeypatch.setattr(checkpoints, "FORMAT_VERSION", 1)
+    with pytest.raises(checkpoints.CheckpointError, match=r"format version 0; .* reads version 1"):
+        checkpoints.restore(tmp_path / "ck", state)
+    checkpoints.save(tmp_path / "ck", 2, state, {"note": "new"})
+    restored, meta = checkpoints.restore(tmp_path / "ck", state)
+    np.testing.assert_array_equal(restored["w"], state["w"])
+    assert meta["note"] == "new" and meta["format_version"] == 1
 
 
 def test_the_chunked_loop_equals_one_train_call():
-    args = train.parse_args(["--learner", "dqn", "--env", "spread-v3", "--env-steps", "1280",
-                             "--chunks", "4", "--config", "learning_starts=64",
-                             "--config", "buffer_size=1000", "--config", "batch_size=32"])
-    _, _, _, config, hp, learner, chunks = train.build(args)
+    run, _ = train.parse_args(["--learner", "dqn", "--env", "spread-v3", "--env-steps", "1280",
+                               "--chunks", "4", "--config", "learning_starts=64",
+                               "--config", "buffer_size=1000", "--config", "batch_size=32"])
+    _, _, _, config, hp, learner, chunks = train.build(run)
     per_chunk = config.num_updates // chunks
     state = jax.jit(learner.init)(jax.random.PRNGKey(0), hp)
     step = jax.jit(lambda s: jax.lax.scan(lambda c, _: learner.update(c), s, None,
@@ -52,17 +161,44 @@ def test_the_chunked_loop_equals_one_train_call():
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("name", sorted(train.PRESETS))
+def test_every_preset_builds(name):
+    _, env, _, config, _, _, chunks = train.build(train.PRESETS[name])
+    assert config.num_updates % chunks == 0 and env.num_agents >= 1
+
+
+def test_explicit_options_override_the_preset():
+    run, _ = train.parse_args(["--preset", "spread-mappo", "--seeds", "2", "--hp", "lr=0.01"])
+    assert run.env == "spread-v3" and run.seeds == 2 and run.env_steps == 3_000_000
+    assert run.hp == ("lr=0.001", "lr=0.01")
+    _, _, _, _, hp, _, _ = train.build(run)
+    assert float(hp.lr) == pytest.approx(0.01)
+
+
 @pytest.mark.parametrize(("argv", "expected"), [
     (["--learner", "sarsa"], "unknown learner 'sarsa'; choose from mappo"),
     (["--env", "nope-v9"], "unknown env 'nope-v9'; choose from"),
-    (["--env-steps", "-3"], "--env-steps must be >= 1, got -3"),
+    (["--env-steps", "-3"], "--env-steps must be an integer >= 1, got -3"),
+    (["--env-steps", "many"], "argument --env-steps: invalid int value: 'many'"),
     (["--env-param", "wings=2"], "no option 'wings'"),
     (["--hp", "lr=0"], "lr must be > 0.0"),
+    (["--hp", "alpha=0.1"], "mappo has no hyperparameter alpha; valid:"),
+    (["--config", "layers=3"], "mappo has no settable config field layers; valid:"),
     (["--learner", "tabular_q"], "integer observation index"),
+    (["--preset", "spread-sarsa"], "invalid choice: 'spread-sarsa'"),
+    (["--seeds", "3", "--devices", "2"], "--seeds 3 must be a multiple of --devices 2"),
+    (["--resume", "/no/such/run"], "/no/such/run is not a run folder (no config.json)"),
 ])
 def test_bad_cli_input_is_one_line_without_traceback(argv, expected):
-    proc = subprocess.run([sys.executable, "-m", "experiments.train", *argv],
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode != 0
+    proc = subprocess.run([sys.executable, "-m", "experiments.train", *argv], cwd=REPO,
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert proc.returncode == 2
     assert expected in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_an_existing_run_folder_is_not_overwritten(tmp_path, uninterrupted):
+    with pytest.raises(SystemExit) as exc:
+        train.main([*DQN_ARGS, "--out", str(uninterrupted)])
+    assert exc.value.code == 2

@@ -1,0 +1,79 @@
+"""Compare run folders: a summary table and training curves over seeds.
+
+    python -m experiments.plot runs/mappo-tracking-v1-20261126-101500
+    python -m experiments.plot runs/mappo-* runs/ippo-* --stat iqm --out compare.png
+    python -m experiments.plot RUN_A RUN_B --metric entropy --labels mappo ippo
+
+Prints one row per run (training ``--metric`` over the last 5% of updates, and the greedy
+evaluation returns from eval.json when the run has finished), draws each run's ``--stat``
+over seeds with its 95% band against env steps, and writes the figure to ``--out``
+(default ``compare.png`` in the current folder, or inside the run folder when there is a
+single run). Works on the files alone: no JAX.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import typing
+from pathlib import Path
+
+from jaxmarl_coop import plots
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> typing.NoReturn:  # one line, no usage block
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = _Parser(prog="python -m experiments.plot", description=__doc__.split("\n\n")[0])
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                   help="run folders written by experiments.train")
+    p.add_argument("--metric", default="episode_return",
+                   help="a metrics.csv column (default episode_return)")
+    p.add_argument("--stat", default="mean", choices=plots.STATS,
+                   help="center over seeds: mean (Student-t band) or iqm (bootstrap band)")
+    p.add_argument("--out", default=None,
+                   help="figure path (default compare.png here, or in the single RUN_DIR)")
+    p.add_argument("--labels", nargs="+", default=None, metavar="LABEL",
+                   help="legend labels, one per RUN_DIR (default the folder names)")
+    p.add_argument("--title", default=None, help="figure title (default the env ids)")
+    p.add_argument("--points", type=int, default=200,
+                   help="bin longer curves to about this many points (default 200)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> Path:
+    args = parse_args(argv)
+    try:
+        if args.labels is not None and len(args.labels) != len(args.run_dirs):
+            raise ValueError(f"{len(args.labels)} --labels for {len(args.run_dirs)} run "
+                             "folders; give one label per RUN_DIR")
+        if args.points < 1:
+            raise ValueError(f"--points must be >= 1, got {args.points}")
+        runs = [plots.load_run(d) for d in args.run_dirs]
+        plots.check_metric(runs, args.metric)
+        for run in runs:
+            for note in run.notes:
+                print(f"note: {note}", file=sys.stderr)
+        table = plots.summary_table(runs, metric=args.metric, stat=args.stat)
+        if args.out is not None:
+            out = Path(args.out)
+        elif len(runs) == 1:
+            out = runs[0].path / "compare.png"
+        else:
+            out = Path("compare.png")
+        plots.plot_curves(runs, metric=args.metric, stat=args.stat, path=out,
+                          labels=args.labels, title=args.title, points=args.points)
+    except (ValueError, OSError) as err:
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(2) from None
+    print(table)
+    print(f"wrote {out}")
+    return out
+
+
+if __name__ == "__main__":
+    main()
