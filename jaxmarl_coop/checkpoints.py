@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 #: Bumped whenever what a checkpoint holds changes; older checkpoints are refused.
 FORMAT_VERSION = 1
@@ -39,13 +41,20 @@ def save(directory: str | os.PathLike[str], step: int, state: Any, meta: dict[st
     """Write checkpoint ``step`` (keeping the newest ``max_to_keep``); returns its folder."""
     import orbax.checkpoint as ocp
 
-    meta = {**meta, "format_version": FORMAT_VERSION}
+    leaves = jax.tree.leaves(state)
+    meta = {**meta, "format_version": FORMAT_VERSION, "num_leaves": len(leaves)}
     with _manager(directory, create=True, max_to_keep=max_to_keep) as manager:
-        manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+        manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(_payload(leaves)),
                                                    meta=ocp.args.JsonSave(meta)),
                      force=True)
         manager.wait_until_finished()
     return Path(directory) / str(step)
+
+
+def _payload(leaves: list[Any]) -> dict[str, Any]:
+    """The leaves orbax stores, by position; it refuses zero-size arrays (e.g. an env with no
+    obstacles), which are rebuilt from the target structure on restore instead."""
+    return {str(i): leaf for i, leaf in enumerate(leaves) if np.size(leaf) > 0}
 
 
 def latest_step(directory: str | os.PathLike[str]) -> int | None:
@@ -86,12 +95,20 @@ def restore(directory: str | os.PathLike[str], like: Any, step: int | None = Non
     import orbax.checkpoint as ocp
 
     step, meta = restore_meta(directory, step)
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), like)
+    where = Path(directory) / str(step)
+    leaves, treedef = jax.tree.flatten(like)
+    if meta.get("num_leaves") != len(leaves):
+        raise CheckpointError(f"checkpoint {where} holds {meta.get('num_leaves')} arrays but "
+                              f"this run's state has {len(leaves)}: not this run's checkpoint")
+    abstract = _payload([jax.ShapeDtypeStruct(np.shape(x), x.dtype) for x in leaves])
     try:
         with _manager(directory, create=False) as manager:
             out = manager.restore(step, args=ocp.args.Composite(
                 state=ocp.args.StandardRestore(abstract)))
     except (ValueError, KeyError, TypeError) as err:
-        raise CheckpointError(f"checkpoint {Path(directory) / str(step)} does not match this "
-                              f"run's learner state: {str(err).splitlines()[0]}") from err
-    return out["state"], meta
+        raise CheckpointError(f"checkpoint {where} does not match this run's learner state: "
+                              f"{str(err).splitlines()[0]}") from err
+    stored = out["state"]
+    restored = [stored[str(i)] if str(i) in stored else jnp.zeros(np.shape(x), x.dtype)
+                for i, x in enumerate(leaves)]
+    return jax.tree.unflatten(treedef, restored), meta
