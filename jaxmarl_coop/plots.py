@@ -20,13 +20,14 @@ import io
 import json
 import math
 import os
-import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from jaxmarl_coop.runs import write_bytes_atomic
 
 #: statistics :func:`aggregate` knows
 STATS = ("mean", "iqm")
@@ -295,21 +296,6 @@ def check_metric(runs: Sequence[RunData], metric: str) -> None:
                              f"{', '.join(sorted(run.metrics))}")
 
 
-def _write_bytes_atomic(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def _reference_lines(runs: Sequence[RunData], metric: str) -> dict[str, float]:
     """Reference policies' evaluation return means from the runs' eval.json (only for the
     training return, the same quantity); a name with different values per run gets the
@@ -385,7 +371,7 @@ def plot_curves(runs: Sequence[RunData | str | os.PathLike[str]] | RunData,
         fmt = path.suffix.lstrip(".").lower() or "png"
         buf = io.BytesIO()
         fig.savefig(buf, format=fmt, dpi=120)
-        _write_bytes_atomic(path, buf.getvalue())
+        write_bytes_atomic(path, buf.getvalue())
     return fig
 
 
