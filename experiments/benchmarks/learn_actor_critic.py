@@ -61,12 +61,10 @@ import datetime  # noqa: E402
 import faulthandler  # noqa: E402
 import importlib.util  # noqa: E402
 import io  # noqa: E402
-import itertools  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
 import statistics  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
@@ -77,6 +75,16 @@ from typing import Any  # noqa: E402
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
+from experiments.benchmarks.common import (  # noqa: E402
+    ci,
+    compile_timed,
+    evaluate_policies,
+    fmt,
+    git_commit,
+    learning_curve,
+    log,
+    pm,
+)
 from experiments.benchmarks.env_throughput import (  # noqa: E402
     _cpu_sample,
     _jaxmarl_version,
@@ -88,8 +96,7 @@ from experiments.benchmarks.env_throughput import (  # noqa: E402
 from jaxmarl_coop.envs import greedy_chase_policy, make, random_policy  # noqa: E402
 from jaxmarl_coop.learners import actor_critic as ac  # noqa: E402
 from jaxmarl_coop.learners.base import stack_hyperparams  # noqa: E402
-from jaxmarl_coop.learners.evaluation import evaluate  # noqa: E402
-from jaxmarl_coop.runs import mean_ci95, write_json_atomic  # noqa: E402
+from jaxmarl_coop.runs import write_json_atomic  # noqa: E402
 
 DEFAULT_OUT = "runs/bench/learn_actor_critic"
 SECTIONS = ("spread", "tracking", "throughput")
@@ -142,41 +149,6 @@ MATCHED_KEYS = {"num_envs": "NUM_ENVS", "rollout_length": "NUM_STEPS",
 # --------------------------------------------------------------------------------------------
 # small helpers
 # --------------------------------------------------------------------------------------------
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def _ci(values: Any) -> dict[str, Any]:
-    """Mean, 95% CI half-width over the first axis (seeds), and the per-seed values."""
-    arr = np.asarray(values, dtype=np.float64)
-    per_seed = arr.reshape(len(arr), -1).mean(axis=1)
-    mean, half = mean_ci95(per_seed)
-    return {"mean": mean, "ci95": half, "per_seed": per_seed}
-
-
-def _fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) \
-        else format(value, spec)
-
-
-def _pm(stats: dict[str, Any] | None, spec: str = ".1f") -> str:
-    if not stats:
-        return "-"
-    return f"{_fmt(stats['mean'], spec)} ± {_fmt(stats['ci95'], spec)}"
-
-
-def _compile(fn: Callable[..., Any], *args: Any) -> tuple[Any, dict[str, float]]:
-    """``jax.jit(fn)`` lowered and compiled for ``args`` (the wait before the first step)."""
-    t0 = time.perf_counter()
-    lowered = jax.jit(fn).lower(*args)
-    t1 = time.perf_counter()
-    compiled = lowered.compile()
-    t2 = time.perf_counter()
-    return compiled, {"lower_s": t1 - t0, "compile_s": t2 - t1, "trace_and_compile_s": t2 - t0}
-
-
-#: seconds one compiled call may run before the process dumps its stacks and exits (a hung
-#: XLA execution never returns; the sections written so far stay in results.json)
 HANG_TIMEOUT_S = 1800
 
 
@@ -197,31 +169,12 @@ def _num_updates(steps: int, config: dict[str, Any]) -> int:
     return max(1, math.ceil(steps / (config["num_envs"] * config["rollout_length"])))
 
 
+def _pm(stats: dict[str, Any] | None, spec: str = ".1f") -> str:
+    return pm(stats, spec)
+
+
 def _param_count(tree: Any) -> int:
     return int(sum(np.size(x) for x in jax.tree.leaves(tree)))
-
-
-def learning_curve(x: np.ndarray, y: np.ndarray, points: int = 200) -> dict[str, Any]:
-    """Bin per-update values ``y`` (seeds, updates) into ``points`` bins: mean ± 95% CI over
-    seeds, and each seed's binned curve."""
-    edges = np.linspace(0, y.shape[1], min(points, y.shape[1]) + 1).astype(int)
-    xs, means, halves, seeds = [], [], [], []
-    for lo, hi in itertools.pairwise(edges):
-        if hi <= lo:
-            continue
-        with warnings.catch_warnings():  # an all-NaN bin (no episode ended) stays NaN
-            warnings.simplefilter("ignore", RuntimeWarning)
-            per_seed = np.nanmean(y[:, lo:hi], axis=1)
-        finite = per_seed[np.isfinite(per_seed)]
-        if len(finite) == 0:
-            continue
-        mean, half = mean_ci95(finite)
-        xs.append(float(x[hi - 1]))
-        means.append(mean)
-        halves.append(half)
-        seeds.append(per_seed)
-    return {"env_steps": xs, "mean": means, "ci95": halves,
-            "per_seed": np.asarray(seeds).T if seeds else []}
 
 
 def _tail_mean(y: np.ndarray, fraction: float = 0.05) -> np.ndarray:
@@ -250,25 +203,6 @@ def variant_config(name: str, steps: int) -> tuple[ac.ActorCriticConfig, dict[st
     return config, dict(hp)
 
 
-def evaluate_policies(env: Any, params: Any,
-                      policies: dict[str, tuple[Callable[[Any], Any], Any]],
-                      keys: jax.Array, episodes: int) -> dict[str, dict[str, Any]]:
-    """Per policy ``(make_policy, per-seed args)``: ``episodes`` whole episodes for every seed
-    (one vmapped call per policy), each figure summarised over seeds."""
-    out = {}
-    for name, (make_policy, per_seed_args) in policies.items():
-        def run(arg: Any, key: jax.Array, make_policy=make_policy) -> dict[str, jax.Array]:
-            return evaluate(env, params, make_policy(arg), key, episodes)
-
-        t0 = time.perf_counter()
-        figures = jax.device_get(jax.jit(jax.vmap(run))(per_seed_args, keys))
-        figures.pop("agent_returns")
-        out[name] = {k: _ci(np.asarray(v, np.float64)) for k, v in figures.items()}
-        out[name]["episodes_per_seed"] = episodes
-        out[name]["wall_s"] = time.perf_counter() - t0
-    return out
-
-
 def run_variant(env_id: str, env_kwargs: dict[str, Any], name: str, steps: int,
                 args: argparse.Namespace) -> dict[str, Any]:
     """``args.seeds`` seeds of one variant in one jitted program, then greedy evaluation."""
@@ -277,13 +211,13 @@ def run_variant(env_id: str, env_kwargs: dict[str, Any], name: str, steps: int,
     learner = ac.make_learner(config, env, params)
     hp = stack_hyperparams(config.hyperparams(**hp_values), args.seeds)
     keys = jax.random.split(jax.random.PRNGKey(args.seed), args.seeds)
-    _log(f"{name} on {env_id}: {args.seeds} seeds x {config.total_env_steps:,} env steps "
+    log(f"{name} on {env_id}: {args.seeds} seeds x {config.total_env_steps:,} env steps "
          f"({config.num_updates} updates of {config.num_envs} x {config.rollout_length}) ...")
-    compiled, timing = _compile(jax.vmap(learner.train), keys, hp)
+    compiled, timing = compile_timed(jax.vmap(learner.train), keys, hp)
     (state, metrics), run_timing = _timed_call(compiled, keys, hp)
     timing.update(run_timing, seeds=args.seeds, env_steps_per_seed=config.total_env_steps,
                   env_steps_per_s=args.seeds * config.total_env_steps / run_timing["run_s"])
-    _log(f"  compile {timing['trace_and_compile_s']:.1f} s, run {timing['run_s']:.0f} s, "
+    log(f"  compile {timing['trace_and_compile_s']:.1f} s, run {timing['run_s']:.0f} s, "
          f"{timing['env_steps_per_s']:,.0f} env steps/s (all seeds)")
     del compiled
     metrics = jax.device_get(metrics)
@@ -297,7 +231,7 @@ def run_variant(env_id: str, env_kwargs: dict[str, Any], name: str, steps: int,
     for key in ("episode_collisions", "episode_mean_distance", "episode_captured"):
         if key in metrics:
             curves[key] = learning_curve(steps_axis, np.asarray(metrics[key], np.float64))
-    tail = {k[len("episode_"):]: _ci(_tail_mean(np.asarray(metrics[k], np.float64)))
+    tail = {k[len("episode_"):]: ci(_tail_mean(np.asarray(metrics[k], np.float64)))
             for k in metrics if k.startswith("episode_") and k != "episode_length"}
     algorithm, critic, _, _ = VARIANTS[name]
     return {"variant": name, "env": env_id, "env_kwargs": env_kwargs,
@@ -306,7 +240,7 @@ def run_variant(env_id: str, env_kwargs: dict[str, Any], name: str, steps: int,
             "params_per_seed": _param_count(jax.tree.map(lambda x: x[0], state.params)),
             "timing": timing, "greedy_evaluation": evaluation,
             "training_last_5pct": tail, "learning_curves": curves,
-            "final_entropy": _ci(np.asarray(metrics["entropy"])[:, -1])}
+            "final_entropy": ci(np.asarray(metrics["entropy"])[:, -1])}
 
 
 def reference_policies(env_id: str, env_kwargs: dict[str, Any], args: argparse.Namespace
@@ -376,14 +310,6 @@ def load_yaml(repo: Path, rel: str) -> dict[str, Any]:
     return OmegaConf.to_container(OmegaConf.load(repo / rel))
 
 
-def _git_commit(repo: Path) -> str | None:
-    try:
-        return subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
 @contextlib.contextmanager
 def _qr_without_lapack() -> Any:
     """While JaxMARL's programs are traced: ``jnp.linalg.qr`` of a tall matrix by
@@ -411,7 +337,7 @@ def _time_program(fn: Callable[..., Any], make_args: Callable[[int], tuple[Any, 
                   repeats: int, patch_qr: bool = False) -> tuple[Any, dict[str, Any]]:
     """Compile ``fn`` (timed apart), then ``repeats`` timed runs with fresh keys; median."""
     with _qr_without_lapack() if patch_qr else contextlib.nullcontext():
-        compiled, timing = _compile(fn, *make_args(0))
+        compiled, timing = compile_timed(fn, *make_args(0))
         timing["calls_lapack"] = "lapack" in compiled.as_text().lower()
     runs, out = [], None
     for i in range(repeats):
@@ -472,7 +398,7 @@ def _throughput_row(impl: str, name: str, seeds: int, steps_per_seed: int,
     row = {"impl": impl, "algorithm": name, "seeds": seeds, "env_steps_per_seed": steps_per_seed,
            "params_per_seed": params, "env_steps_per_s": rate,
            "env_steps_per_s_per_seed": rate / seeds, **timing, **extra}
-    _log(f"  {impl:<13} {name:<6} {seeds} seed(s): {rate:>10,.0f} env steps/s "
+    log(f"  {impl:<13} {name:<6} {seeds} seed(s): {rate:>10,.0f} env steps/s "
          f"(compile {timing['trace_and_compile_s']:.1f} s, runs "
          + ", ".join(f"{t:.2f}" for t in timing["run_s"]) + " s)")
     return row
@@ -523,7 +449,7 @@ def run_throughput(args: argparse.Namespace) -> dict[str, Any]:
         result["jaxmarl"] = {"status": "skipped", "reason": "--skip-jaxmarl"}
     elif not args.jaxmarl_repo:
         result["jaxmarl"] = {"status": "skipped", "reason": "no --jaxmarl-repo (or $JAXMARL_REPO)"}
-        _log("JaxMARL baselines not run: pass --jaxmarl-repo PATH (see --help)")
+        log("JaxMARL baselines not run: pass --jaxmarl-repo PATH (see --help)")
     else:
         repo = Path(args.jaxmarl_repo).resolve()
         try:
@@ -541,7 +467,7 @@ def run_throughput(args: argparse.Namespace) -> dict[str, Any]:
             with contextlib.redirect_stdout(io.StringIO()):
                 wandb.init(mode="disabled")  # as its main(); its callbacks call wandb.log
             result["jaxmarl"] = {
-                "status": "ok", "repo": str(repo), "commit": _git_commit(repo),
+                "status": "ok", "repo": str(repo), "commit": git_commit(repo),
                 "jaxmarl_version": _jaxmarl_version(), "env": JAXMARL_ENV,
                 "scripts": {n: s["script"] for n, s in JAXMARL_BASELINES.items()},
                 "default_configs": {n: m[1] for n, m in modules.items()},
@@ -551,14 +477,14 @@ def run_throughput(args: argparse.Namespace) -> dict[str, Any]:
         except (ImportError, FileNotFoundError, ValueError, KeyError) as exc:
             modules = {}
             result["jaxmarl"] = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
-            _log(f"JaxMARL baselines not run: {exc}")
+            log(f"JaxMARL baselines not run: {exc}")
     for name in JAXMARL_BASELINES:
         result["matched_config"][name] = matched_config(name, modules.get(name, (None, None))[1])
         for seeds in seed_counts:
             updates = args.throughput_updates[name]
             if seeds > 1:
                 updates = max(1, updates // 4)
-            _log(f"throughput {name}, {seeds} seed(s), {updates} updates per run ...")
+            log(f"throughput {name}, {seeds} seed(s), {updates} updates per run ...")
             result["rows"].append(bench_ours(name, seeds, updates, args.throughput_repeats))
             if name in modules:
                 module, defaults = modules[name]
@@ -568,7 +494,7 @@ def run_throughput(args: argparse.Namespace) -> dict[str, Any]:
                 except Exception as exc:  # a peer failure is reported; ours are kept
                     result["jaxmarl"].setdefault("errors", []).append(
                         f"{name}/{seeds}: {type(exc).__name__}: {exc}")
-                    _log(f"JaxMARL {name} failed: {exc}")
+                    log(f"JaxMARL {name} failed: {exc}")
     peer = {(r["algorithm"], r["seeds"]): r for r in result["rows"] if r["impl"] == "jaxmarl"}
     for r in result["rows"]:
         p = peer.get((r["algorithm"], r["seeds"]))
@@ -592,13 +518,13 @@ def spread_table(spread: dict[str, Any]) -> str:
         lines.append(f"{r['variant']:<8} {t['env_steps_per_seed']:>10,} "
                      f"{_pm(ev['return']):>19} {_pm(r['training_last_5pct']['return']):>14} "
                      f"{_pm(ev['collisions'], '.3f'):>15} "
-                     f"{_fmt(ev['occupied_landmarks']['mean'], '.2f'):>11} "
+                     f"{fmt(ev['occupied_landmarks']['mean'], '.2f'):>11} "
                      f"{t['trace_and_compile_s']:>9.1f} {t['run_s']:>6.0f} "
                      f"{t['env_steps_per_s']:>11,.0f}")
     for name, ev in spread["references"].items():
         lines.append(f"{name:<8} {'-':>10} {_pm(ev['return']):>19} {'-':>14} "
                      f"{_pm(ev['collisions'], '.3f'):>15} "
-                     f"{_fmt(ev['occupied_landmarks']['mean'], '.2f'):>11}")
+                     f"{fmt(ev['occupied_landmarks']['mean'], '.2f'):>11}")
     return "\n".join(lines)
 
 
@@ -624,7 +550,7 @@ def throughput_table(rows: list[dict[str, Any]]) -> str:
         lines.append(f"{r['algorithm']:<9} {r['seeds']:>5} {r['impl']:<13} "
                      f"{r['params_per_seed']:>7,} {r['trace_and_compile_s']:>9.1f} "
                      f"{r['env_steps_per_s']:>12,.0f} {r['env_steps_per_s_per_seed']:>10,.0f} "
-                     f"{_fmt(r['ratio_vs_jaxmarl'], '.2f'):>12}")
+                     f"{fmt(r['ratio_vs_jaxmarl'], '.2f'):>12}")
     return "\n".join(lines)
 
 
@@ -736,7 +662,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     }
     busy = data["machine"]["other_cpu_busy_start"]
     if busy is not None and busy > 0.1:
-        _log(f"warning: other processes keep {busy:.0%} of the CPUs busy; timings will suffer")
+        log(f"warning: other processes keep {busy:.0%} of the CPUs busy; timings will suffer")
     results = out / "results.json"
 
     def save() -> dict[str, Any]:
@@ -767,17 +693,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if "throughput" in args.only:  # first: short, and most sensitive to load drift
         data["throughput"] = run_throughput(args)
         save()
-        _log(throughput_table(data["throughput"]["rows"]))
+        log(throughput_table(data["throughput"]["rows"]))
     if "spread" in args.only:
         data["spread"] = run_spread(args)
         data["plots"].append(plot_curves(data["spread"], out))
         save()
-        _log(spread_table(data["spread"]))
+        log(spread_table(data["spread"]))
     if "tracking" in args.only:
         data["tracking"] = run_tracking(args)
         data["plots"].append(plot_curves(data["tracking"], out, "episode_collisions"))
         save()
-        _log(tracking_table(data["tracking"]))
+        log(tracking_table(data["tracking"]))
     data["machine"]["other_cpu_busy_end"] = other_cpu_busy()
     data = save()  # what is printed below: this run's parts and any kept from other runs
 
@@ -790,7 +716,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         print(f"target {t['level']}: MAPPO greedy {_pm(t['mappo_greedy_return'])} -> "
               f"{'reached' if t['reached_by_greedy_mean'] else 'NOT reached'} "
               f"({t['seeds_reaching']}/{args.seeds} seeds); training curve first at "
-              f"{_fmt(t['training_curve_first_reaches_at_env_steps'], ',.0f')} env steps")
+              f"{fmt(t['training_curve_first_reaches_at_env_steps'], ',.0f')} env steps")
     if "tracking" in data:
         print(f"\ntracking-v1, 2 agents ({args.seeds} seeds x {args.eval_episodes} episodes, "
               "greedy; per-step episode means):")
@@ -815,8 +741,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     m = data["machine"]
     print(f"\nmachine: {m['cpu_model']}, {m['usable_cores']} cores, backend {m['backend']}, "
           f"jax {m['jax_version']}; CPUs busy with other processes: "
-          f"{_fmt(m['other_cpu_busy_start'], '.0%')} before, "
-          f"{_fmt(m['other_cpu_busy_end'], '.0%')} after; total {data['total_wall_s']:.0f} s")
+          f"{fmt(m['other_cpu_busy_start'], '.0%')} before, "
+          f"{fmt(m['other_cpu_busy_end'], '.0%')} after; total {data['total_wall_s']:.0f} s")
     for section, earlier in data.get("sections_from_other_runs", {}).items():
         print(f"({section}: in results.json from the run of {earlier['created']})")
     print(f"wrote {results} and {len(data['plots'])} PNG(s)")

@@ -55,13 +55,10 @@ import copy  # noqa: E402
 import datetime  # noqa: E402
 import importlib.util  # noqa: E402
 import io  # noqa: E402
-import itertools  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
-import warnings  # noqa: E402
 from collections import Counter  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -71,6 +68,15 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from experiments.benchmarks.common import (  # noqa: E402
+    ci,
+    evaluate_policies,
+    fmt,
+    git_commit,
+    learning_curve,
+    log,
+    pm,
+)
 from experiments.benchmarks.env_throughput import (  # noqa: E402
     _cpu_sample,
     _others_busy,
@@ -81,8 +87,7 @@ from experiments.benchmarks.env_throughput import (  # noqa: E402
 from jaxmarl_coop.envs import greedy_chase_policy, make, random_policy  # noqa: E402
 from jaxmarl_coop.learners import dqn, tabular_q  # noqa: E402
 from jaxmarl_coop.learners.base import stack_hyperparams  # noqa: E402
-from jaxmarl_coop.learners.evaluation import evaluate  # noqa: E402
-from jaxmarl_coop.runs import mean_ci95, write_json_atomic  # noqa: E402
+from jaxmarl_coop.runs import write_json_atomic  # noqa: E402
 
 DEFAULT_OUT = "runs/bench/learn_independent"
 JAXMARL_ENV = "MPE_simple_spread_v3"
@@ -121,17 +126,6 @@ DQN_ENVS = (("spread-v3", {"num_agents": 3}), ("tracking-v1", {}))
 # --------------------------------------------------------------------------------------------
 # small helpers
 # --------------------------------------------------------------------------------------------
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def _ci(values: Any) -> dict[str, Any]:
-    """Mean, 95% CI half-width over the first axis (seeds), and the per-seed values."""
-    arr = np.asarray(values, dtype=np.float64)
-    mean, half = mean_ci95(arr)
-    return {"mean": mean, "ci95": half, "per_seed": arr.reshape(len(arr), -1).mean(1)}
-
-
 def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """95% Wilson score interval of a binomial fraction."""
     if n == 0:
@@ -140,17 +134,6 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def _fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) \
-        else format(value, spec)
-
-
-def _pm(stats: dict[str, Any] | None, spec: str = ".2f") -> str:
-    if not stats:
-        return "-"
-    return f"{_fmt(stats['mean'], spec)} ± {_fmt(stats['ci95'], spec)}"
 
 
 def _timed_train(fn: Callable[..., Any], *args: Any) -> tuple[Any, dict[str, Any]]:
@@ -214,10 +197,10 @@ def run_tabular(game: str, kwargs: dict[str, float], seeds: int,
                        "env_steps_per_seed": config.total_env_steps},
             "payoff_table": table, "seeds": seeds,
             "optimal_fraction": float(optimal.mean()), "optimal_fraction_ci95": [lo, hi],
-            "greedy_payoff": _ci(payoff),
+            "greedy_payoff": ci(payoff),
             "joint_actions": dict(counts.most_common()),
             "final_q": {"mean_over_seeds": q.mean(0), "per_seed": q},
-            "last_update_optimal_rate": _ci(last_optimal[i * seeds:(i + 1) * seeds]),
+            "last_update_optimal_rate": ci(last_optimal[i * seeds:(i + 1) * seeds]),
             "timing": timing,
         })
     return rows
@@ -230,9 +213,9 @@ def tabular_table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         lo, hi = r["optimal_fraction_ci95"]
         joint = " ".join(f"{a}×{n}" for a, n in r["joint_actions"].items())
-        lines.append(f"{r['game']:<12} {_fmt(r['k'], '.0f'):>5} {r['exploration']:<21} "
+        lines.append(f"{r['game']:<12} {fmt(r['k'], '.0f'):>5} {r['exploration']:<21} "
                      f"{r['optimal_fraction']:.2f} [{lo:.2f},{hi:.2f}]      "
-                     f"{_pm(r['greedy_payoff']):>14}  {joint}")
+                     f"{pm(r['greedy_payoff']):>14}  {joint}")
     return "\n".join(lines)
 
 
@@ -245,56 +228,18 @@ def dqn_config(steps: int, quick: bool) -> dqn.DQNConfig:
     return dqn.DQNConfig(num_updates=max(1, math.ceil(steps / per_update)), **settings)
 
 
-def _eval_policies(env: Any, params: Any, policies: dict[str, tuple[Callable[[Any], Any], Any]],
-                   keys: jax.Array, episodes: int) -> dict[str, dict[str, Any]]:
-    """Per policy ``(make_policy, per-seed args)``: ``episodes`` episodes for every seed (one
-    vmapped call), summarised over seeds."""
-    out = {}
-    for name, (make_policy, per_seed_args) in policies.items():
-        def run(arg: Any, key: jax.Array, make_policy=make_policy) -> dict[str, jax.Array]:
-            return evaluate(env, params, make_policy(arg), key, episodes)
-
-        t0 = time.perf_counter()
-        figures = jax.device_get(jax.jit(jax.vmap(run))(per_seed_args, keys))
-        figures.pop("agent_returns")
-        out[name] = {k: _ci(np.asarray(v, np.float64)) for k, v in figures.items()}
-        out[name]["episodes_per_seed"] = episodes
-        out[name]["wall_s"] = time.perf_counter() - t0
-    return out
-
-
-def learning_curve(x: np.ndarray, y: np.ndarray, points: int = 200) -> dict[str, Any]:
-    """Bin per-update values ``y`` (seeds, updates) into ``points`` bins; mean ± CI."""
-    edges = np.linspace(0, y.shape[1], min(points, y.shape[1]) + 1).astype(int)
-    xs, means, halves = [], [], []
-    for lo, hi in itertools.pairwise(edges):
-        if hi <= lo:
-            continue
-        with warnings.catch_warnings():  # an all-NaN bin (no episode ended) stays NaN
-            warnings.simplefilter("ignore", RuntimeWarning)
-            per_seed = np.nanmean(y[:, lo:hi], axis=1)
-        per_seed = per_seed[np.isfinite(per_seed)]
-        if len(per_seed) == 0:
-            continue
-        mean, half = mean_ci95(per_seed)
-        xs.append(float(x[hi - 1]))
-        means.append(mean)
-        halves.append(half)
-    return {"env_steps": xs, "mean": means, "ci95": halves}
-
-
 def run_dqn(env_id: str, kwargs: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     env, params = make(env_id, **kwargs)
     config = dqn_config(args.dqn_steps, args.quick)
     learner = dqn.make_learner(config, env, params)
     hp = config.hyperparams(**DQN_HP)
     keys = jax.random.split(jax.random.PRNGKey(args.seed), args.seeds)
-    _log(f"DQN {env_id}: {args.seeds} seeds x {config.total_env_steps:,} env steps "
+    log(f"DQN {env_id}: {args.seeds} seeds x {config.total_env_steps:,} env steps "
          f"({config.num_updates} updates) ...")
     (state, metrics), timing = _timed_train(jax.vmap(learner.train), keys,
                                             stack_hyperparams(hp, args.seeds))
     _throughput(timing, args.seeds, config.total_env_steps)
-    _log(f"  compile {timing['trace_and_compile_s']:.1f} s, run {timing['run_s']:.1f} s, "
+    log(f"  compile {timing['trace_and_compile_s']:.1f} s, run {timing['run_s']:.1f} s, "
          f"{timing['env_steps_per_s']:,.0f} env steps/s (all seeds)")
     metrics = jax.device_get(metrics)
     policies: dict[str, Any] = {
@@ -303,7 +248,7 @@ def run_dqn(env_id: str, kwargs: dict[str, Any], args: argparse.Namespace) -> di
     if env_id.startswith("tracking"):
         policies["greedy_chase"] = (lambda _: greedy_chase_policy(env), None)
     eval_keys = jax.random.split(jax.random.PRNGKey(args.seed + 1), args.seeds)
-    evaluation = {} if args.throughput_only else _eval_policies(env, params, policies,
+    evaluation = {} if args.throughput_only else evaluate_policies(env, params, policies,
                                                                   eval_keys, args.eval_episodes)
     del state
     steps = np.asarray(metrics["env_steps"])[0]
@@ -312,8 +257,8 @@ def run_dqn(env_id: str, kwargs: dict[str, Any], args: argparse.Namespace) -> di
             "episode_steps": int(params.max_steps),
             "config": config, "hyperparams": hp, "timing": timing,
             "evaluation": evaluation, "learning_curve": curve,
-            "final_loss": _ci(np.asarray(metrics["loss"])[:, -1]),
-            "last_update_episode_return": _ci(np.asarray(metrics["episode_return"])[:, -1])}
+            "final_loss": ci(np.asarray(metrics["loss"])[:, -1]),
+            "last_update_episode_return": ci(np.asarray(metrics["episode_return"])[:, -1])}
 
 
 # --------------------------------------------------------------------------------------------
@@ -343,14 +288,6 @@ def jaxmarl_default_config(repo: Path) -> dict[str, Any]:
     return {**base, **alg}  # what its single_run() does
 
 
-def _git_commit(repo: Path) -> str | None:
-    try:
-        return subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
 def run_jaxmarl_iql(module: Any, defaults: dict[str, Any], *, steps: int, seeds: int,
                     test: bool, test_num_envs: int | None = None) -> dict[str, Any]:
     """One ``jit(vmap(make_train(config, env)))`` run of its IQL; compile timed apart."""
@@ -365,12 +302,12 @@ def run_jaxmarl_iql(module: Any, defaults: dict[str, Any], *, steps: int, seeds:
         env, env_name = module.env_from_config(copy.deepcopy(config))
         train = module.make_train(config, env)  # sets config["NUM_UPDATES"]
     rngs = jax.random.split(jax.random.PRNGKey(config["SEED"]), config["NUM_SEEDS"])
-    _log(f"JaxMARL IQL {env_name}: {seeds} seeds x {steps:,} env steps "
+    log(f"JaxMARL IQL {env_name}: {seeds} seeds x {steps:,} env steps "
          f"({config['NUM_UPDATES']} updates, tests during training: {test}) ...")
     outs, timing = _timed_train(jax.vmap(train), rngs)
     per_seed = int(config["NUM_UPDATES"]) * config["NUM_STEPS"] * config["NUM_ENVS"]
     _throughput(timing, seeds, per_seed)
-    _log(f"  compile {timing['trace_and_compile_s']:.1f} s, run {timing['run_s']:.1f} s, "
+    log(f"  compile {timing['trace_and_compile_s']:.1f} s, run {timing['run_s']:.1f} s, "
          f"{timing['env_steps_per_s']:,.0f} env steps/s (all seeds)")
     result: dict[str, Any] = {"overrides": overrides, "num_updates": int(config["NUM_UPDATES"]),
                               "timing": timing}
@@ -392,8 +329,8 @@ def run_jaxmarl_iql(module: Any, defaults: dict[str, Any], *, steps: int, seeds:
             "final_test_update": last_test,
             "final_test_env_steps": last_test * config["NUM_STEPS"] * config["NUM_ENVS"],
             "final_episode_length": float(np.mean(length)),
-            "final_team_return": _ci(team),
-            "final_per_step_x25": _ci(team * 25.0 / EPISODE_STEPS["jaxmarl"]),
+            "final_team_return": ci(team),
+            "final_per_step_x25": ci(team * 25.0 / EPISODE_STEPS["jaxmarl"]),
         })
     return result
 
@@ -406,7 +343,7 @@ def run_jaxmarl(args: argparse.Namespace) -> dict[str, Any]:
 
     from experiments.benchmarks.env_throughput import _jaxmarl_version
 
-    info = {"status": "ok", "repo": str(repo), "commit": _git_commit(repo),
+    info = {"status": "ok", "repo": str(repo), "commit": git_commit(repo),
             "script": JAXMARL_SCRIPT, "config_files": [JAXMARL_CONFIG, JAXMARL_ALG_CONFIG],
             "default_config": defaults, "jaxmarl_version": _jaxmarl_version(),
             "jaxmarl_module": os.path.dirname(jaxmarl.__file__), "env": JAXMARL_ENV}
@@ -481,16 +418,16 @@ def dqn_table(runs: list[dict[str, Any]], jaxmarl: dict[str, Any] | None) -> str
         scale = 25.0 / run["episode_steps"]
         for name, ev in run["evaluation"].items():
             per_step = {"mean": ev["return"]["mean"] * scale, "ci95": ev["return"]["ci95"] * scale}
-            lines.append(f"{run['env']:<12} {name:<22} {_pm(ev['return']):>16} "
-                         f"{_pm(per_step):>16} "
-                         f"{_fmt(ev.get('mean_distance', {}).get('mean'), '.3f'):>9} "
-                         f"{_fmt(ev.get('captured', {}).get('mean'), '.3f'):>8} "
-                         f"{_fmt(ev.get('collisions', {}).get('mean'), '.3f'):>10}")
+            lines.append(f"{run['env']:<12} {name:<22} {pm(ev['return']):>16} "
+                         f"{pm(per_step):>16} "
+                         f"{fmt(ev.get('mean_distance', {}).get('mean'), '.3f'):>9} "
+                         f"{fmt(ev.get('captured', {}).get('mean'), '.3f'):>8} "
+                         f"{fmt(ev.get('collisions', {}).get('mean'), '.3f'):>10}")
     ret = (jaxmarl or {}).get("return_run", {})
     if ret.get("final_team_return"):
         name = f"jaxmarl_iql_rnn ({ret['timing']['seeds']}s)"
-        lines.append(f"{'spread(JM)':<12} {name:<22} {_pm(ret['final_team_return']):>16} "
-                     f"{_pm(ret['final_per_step_x25']):>16} {'-':>9} {'-':>8} {'-':>10}")
+        lines.append(f"{'spread(JM)':<12} {name:<22} {pm(ret['final_team_return']):>16} "
+                     f"{pm(ret['final_per_step_x25']):>16} {'-':>9} {'-':>8} {'-':>10}")
     return "\n".join(lines)
 
 
@@ -502,7 +439,7 @@ def timing_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
         lines.append(f"{name:<34} {t['seeds']:>5} {t['env_steps_per_seed']:>11,} "
                      f"{t['trace_and_compile_s']:>9.1f} {t['run_s']:>8.1f} "
                      f"{t['env_steps_per_s']:>12,.0f} {t['env_steps_per_s_per_seed']:>10,.0f} "
-                     f"{_fmt(t.get('other_cpu_busy'), '.0%'):>11}")
+                     f"{fmt(t.get('other_cpu_busy'), '.0%'):>11}")
     return "\n".join(lines)
 
 
@@ -623,7 +560,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     }
     busy = data["machine"]["other_cpu_busy_start"]
     if busy is not None and busy > 0.1:
-        _log(f"warning: other processes keep {busy:.0%} of the CPUs busy; timings will suffer")
+        log(f"warning: other processes keep {busy:.0%} of the CPUs busy; timings will suffer")
 
     # 1. tabular Q
     tab_rows_per_seed = 25
@@ -635,7 +572,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         data["tabular"].extend(run_tabular(game, kwargs, args.tabular_seeds, tab_config,
                                            args.seed))
     if data["tabular"]:
-        _log(tabular_table(data["tabular"]))
+        log(tabular_table(data["tabular"]))
 
     # 2. DQN, then 3. JaxMARL right after our spread run (alike load on both sides)
     data["dqn"] = []
@@ -647,13 +584,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 jaxmarl = {"status": "skipped", "reason": "--skip-jaxmarl"}
             elif not args.jaxmarl_repo:
                 jaxmarl = {"status": "skipped", "reason": "no --jaxmarl-repo (or $JAXMARL_REPO)"}
-                _log("JaxMARL IQL not run: pass --jaxmarl-repo PATH (see --help)")
+                log("JaxMARL IQL not run: pass --jaxmarl-repo PATH (see --help)")
             else:
                 try:
                     jaxmarl = run_jaxmarl(args)
                 except (ImportError, FileNotFoundError, ValueError) as exc:
                     jaxmarl = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
-                    _log(f"JaxMARL IQL not run: {exc}")
+                    log(f"JaxMARL IQL not run: {exc}")
     data["jaxmarl"] = jaxmarl
     spread = data["dqn"][0]
     data["matched_config"] = matched_config(spread["config"],
@@ -714,17 +651,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
               f"(compile {spread['timing']['trace_and_compile_s']:.1f} s vs "
               f"{jaxmarl['throughput_run']['timing']['trace_and_compile_s']:.1f} s)")
     if "ours_final_team_return" in comparison:
-        print(f"final spread team return: ours {_pm(comparison['ours_final_team_return'])} "
-              f"(25 steps), JaxMARL {_pm(comparison['jaxmarl_final_team_return'])} (26 steps) "
-              f"= {_pm(comparison['jaxmarl_final_per_step_x25'])} per step x25")
+        print(f"final spread team return: ours {pm(comparison['ours_final_team_return'])} "
+              f"(25 steps), JaxMARL {pm(comparison['jaxmarl_final_team_return'])} (26 steps) "
+              f"= {pm(comparison['jaxmarl_final_per_step_x25'])} per step x25")
     if jaxmarl and jaxmarl.get("status") != "ok":
         why = jaxmarl.get("reason") or jaxmarl.get("error")
         print(f"\nJaxMARL IQL: {jaxmarl.get('status')} ({why})")
     m = data["machine"]
     print(f"\nmachine: {m['cpu_model']}, {m['usable_cores']} cores, backend {m['backend']}, "
           f"jax {m['jax_version']}; CPUs busy with other processes: "
-          f"{_fmt(m['other_cpu_busy_start'], '.0%')} before, "
-          f"{_fmt(m['other_cpu_busy_end'], '.0%')} after; total {data['total_wall_s']:.0f} s")
+          f"{fmt(m['other_cpu_busy_start'], '.0%')} before, "
+          f"{fmt(m['other_cpu_busy_end'], '.0%')} after; total {data['total_wall_s']:.0f} s")
     print(f"wrote {out / 'results.json'} and {len(data['plots'])} PNG(s)")
     return data
 

@@ -122,12 +122,7 @@ class GridTracking(Env[GridTrackingState, GridTrackingParams]):
         """The grid, agents (numbered discs) and the target cell; see ``Env``."""
         from jaxmarl_coop.envs import render
 
-        name = self.name or type(self).__name__
-        params = self.default_params() if params is None else params
-        state = render.host_state(name, state)
-        _, info = self._reward(state, params)
-        title = (f"{name}   step {int(state.step)}/{int(params.max_steps)}\n"
-                 + render.format_metrics(info))
+        state, params, title = render.frame_setup(self, state, params)
         return render.draw_grid(self.grid_size, state.agent_pos, state.target_pos,
                                 title=title, size=size)
 

@@ -84,6 +84,22 @@ def host_state(env_name: str, state: Any) -> Any:
     return state
 
 
+def frame_setup(env: Any, state: Any, params: Any, metrics: Sequence[str] | None = None
+                ) -> tuple[Any, Any, str]:
+    """``(host state, params, title)`` for one frame of ``env``: its state as numpy (see
+    :func:`host_state`), its default params if ``params`` is None, and a title with the env's
+    name, the step and its info metrics (recomputed with the env's ``_reward``; only
+    ``metrics`` if given)."""
+    name = env.name or type(env).__name__
+    params = env.default_params() if params is None else params
+    state = host_state(name, state)
+    _, info = env._reward(state, params)
+    if metrics is not None:
+        info = {k: info[k] for k in metrics}
+    title = f"{name}   step {int(state.step)}/{int(params.max_steps)}\n" + format_metrics(info)
+    return state, params, title
+
+
 def format_metrics(metrics: Mapping[str, Any]) -> str:
     """``name value`` pairs joined by ``·``; floats with 2 decimals, whole numbers as ints."""
     parts = []

@@ -110,12 +110,7 @@ class Spread(Env[SpreadState, SpreadParams]):
         """Agents (blue discs of ``agent_size``) and landmarks (grey dots); see ``Env``."""
         from jaxmarl_coop.envs import render
 
-        name = self.name or type(self).__name__
-        params = self.default_params() if params is None else params
-        state = render.host_state(name, state)
-        _, info = self._reward(state, params)
-        title = (f"{name}   step {int(state.step)}/{int(params.max_steps)}\n"
-                 + render.format_metrics(info))
+        state, params, title = render.frame_setup(self, state, params)
         return render.draw_particles(state.agent_pos, float(params.agent_size),
                                      landmark_pos=state.landmark_pos, title=title, size=size)
 

@@ -156,15 +156,10 @@ class Tag(Env[TagState, TagParams]):
         obstacles as grey discs; see ``Env``."""
         from jaxmarl_coop.envs import render
 
-        name = self.name or type(self).__name__
-        params = self.default_params() if params is None else params
-        state = render.host_state(name, state)
+        state, params, title = render.frame_setup(self, state, params, metrics=("catches",))
         a, g = self.num_adversaries, self.num_good
         prey_color = render.PREY_COLOR if self.prey_policy == "learn" else (0.6, 0.9, 0.6)
         radius = np.where(self._is_good, float(params.good_size), float(params.adversary_size))
-        _, info = self._reward(state, params)
-        title = (f"{name}   step {int(state.step)}/{int(params.max_steps)}\n"
-                 + render.format_metrics({"catches": info["catches"]}))
         return render.draw_particles(
             state.agent_pos, radius, agent_color=[render.PREDATOR_COLOR] * a + [prey_color] * g,
             agent_labels=[f"A{i}" for i in range(a)] + [f"G{i}" for i in range(g)],

@@ -175,12 +175,7 @@ class Tracking(Env[TrackingState, TrackingParams]):
         heading and its dashed capture circle; see ``Env``."""
         from jaxmarl_coop.envs import render
 
-        name = self.name or type(self).__name__
-        params = self.default_params() if params is None else params
-        state = render.host_state(name, state)
-        _, info = self._reward(state, params)
-        title = (f"{name}   step {int(state.step)}/{int(params.max_steps)}\n"
-                 + render.format_metrics(info))
+        state, params, title = render.frame_setup(self, state, params)
         return render.draw_particles(
             state.agent_pos, float(params.agent_size), obstacle_pos=state.obstacle_pos,
             obstacle_radius=float(params.obstacle_size), target_pos=state.target_pos,
