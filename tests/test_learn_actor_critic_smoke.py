@@ -70,7 +70,7 @@ def test_learn_actor_critic_quick_run_writes_json_and_plots(tmp_path: Path) -> N
     assert throughput["jaxmarl"]["status"] == "skipped"
     rows = throughput["rows"]
     assert [(r["impl"], r["algorithm"], r["seeds"]) for r in rows] == [
-        ("jaxmarl_coop", "IPPO", 1), ("jaxmarl_coop", "MAPPO", 1)]
+        ("jaxmarl_coop", "IPPO", 1), ("jaxmarl_coop", "IPPO-1x1", 1), ("jaxmarl_coop", "MAPPO", 1)]
     for r in rows:
         assert r["env_steps_per_s"] > 0 and r["trace_and_compile_s"] > 0
         assert r["ratio_vs_jaxmarl"] is None

@@ -135,6 +135,14 @@ JAXMARL_BASELINES: dict[str, dict[str, Any]] = {
              "ours": {"algorithm": "ppo", "critic": "local", "num_envs": 16,
                       "rollout_length": 128, "num_epochs": 4, "num_minibatches": 4,
                       "hidden": (64, 64), "activation": "tanh", "anneal_lr": True}},
+    # where the time goes: the same with one full-batch gradient step per update (the
+    # rollout, GAE and one step), so the update's share of the matched rows shows
+    "IPPO-1x1": {"script": "baselines/IPPO/ippo_ff_mpe.py",
+                 "config": "baselines/IPPO/config/ippo_ff_mpe.yaml",
+                 "overrides": {"UPDATE_EPOCHS": 1, "NUM_MINIBATCHES": 1},
+                 "ours": {"algorithm": "ppo", "critic": "local", "num_envs": 16,
+                          "rollout_length": 128, "num_epochs": 1, "num_minibatches": 1,
+                          "hidden": (64, 64), "activation": "tanh", "anneal_lr": True}},
     "MAPPO": {"script": "baselines/MAPPO/mappo_rnn_mpe.py",
               "config": "baselines/MAPPO/config/mappo_homogenous_rnn_mpe.yaml",
               "ours": {"algorithm": "ppo", "critic": "centralised", "num_envs": 16,
@@ -414,7 +422,7 @@ def matched_config(name: str, defaults: dict[str, Any] | None) -> list[dict[str,
     rows.append({"item": "minibatch (agent samples)", "ours": mb,
                  "jaxmarl": (d["NUM_ENVS"] * 3 * d["NUM_STEPS"] // d["NUM_MINIBATCHES"])
                  if d else None})
-    if name == "IPPO":
+    if name.startswith("IPPO"):
         rows += [
             {"item": "actor", "ours": "MLP 64-64 tanh (+ agent id)",
              "jaxmarl": "MLP 64-64 " + str(d.get("ACTIVATION", "tanh"))},
@@ -454,7 +462,7 @@ def run_throughput(args: argparse.Namespace) -> dict[str, Any]:
         repo = Path(args.jaxmarl_repo).resolve()
         try:
             for name, spec in JAXMARL_BASELINES.items():
-                defaults = load_yaml(repo, spec["config"])
+                defaults = {**load_yaml(repo, spec["config"]), **spec.get("overrides", {})}
                 if defaults["ENV_NAME"] != JAXMARL_ENV:
                     raise ValueError(f"{spec['config']}: ENV_NAME is {defaults['ENV_NAME']}")
                 for key, their in MATCHED_KEYS.items():
@@ -480,7 +488,7 @@ def run_throughput(args: argparse.Namespace) -> dict[str, Any]:
             log(f"JaxMARL baselines not run: {exc}")
     for name in JAXMARL_BASELINES:
         result["matched_config"][name] = matched_config(name, modules.get(name, (None, None))[1])
-        for seeds in seed_counts:
+        for seeds in seed_counts if name != "IPPO-1x1" else [1]:
             updates = args.throughput_updates[name]
             if seeds > 1:
                 updates = max(1, updates // 4)
@@ -634,8 +642,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
     # updates per timed single-seed run (a quarter of that with vmapped seeds): a few seconds
-    args.throughput_updates = ({"IPPO": 2, "MAPPO": 2} if quick
-                               else {"IPPO": 64, "MAPPO": 16})
+    args.throughput_updates = ({"IPPO": 2, "IPPO-1x1": 2, "MAPPO": 2} if quick
+                               else {"IPPO": 64, "IPPO-1x1": 64, "MAPPO": 16})
     args.only = list(args.only or SECTIONS)
     return args
 
