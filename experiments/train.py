@@ -50,7 +50,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from jaxmarl_coop import checkpoints  # noqa: E402
+from jaxmarl_coop import checkpoints, parallel  # noqa: E402
 from jaxmarl_coop.envs import greedy_chase_policy, make, random_policy, registered  # noqa: E402
 from jaxmarl_coop.learners import actor_critic, dqn, tabular_q  # noqa: E402
 from jaxmarl_coop.learners.base import stack_hyperparams  # noqa: E402
@@ -280,7 +280,10 @@ class Run:
          self.chunks) = build(run)
         self.updates_per_chunk = self.config.num_updates // self.chunks
         self.steps_per_update = self.config.num_envs * self.config.rollout_length
-        self.sharding = _seed_sharding(run.devices)
+        try:  # seeds split over a device mesh; one device: left where JAX puts them
+            self.mesh = parallel.seed_mesh(run.devices) if run.devices > 1 else None
+        except ValueError as err:
+            raise UsageError(f"--devices {run.devices}: {err}") from err
         learner = self.learner
 
         def chunk(state: Any) -> tuple[Any, dict[str, jax.Array]]:
@@ -297,8 +300,8 @@ class Run:
 
     def initial(self) -> dict[str, Any]:
         keys, hps = self.keys(), stack_hyperparams(self.hp, self.run.seeds)
-        if self.sharding is not None:
-            keys, hps = jax.device_put((keys, hps), self.sharding)
+        if self.mesh is not None:
+            keys, hps = parallel.shard_leading((keys, hps), self.mesh)
         learner_state = self._init(keys, hps)
         params = policy_params(self.module, learner_state)
         return {"learner": learner_state, "best_params": jax.tree.map(jnp.copy, params),
@@ -312,7 +315,7 @@ class Run:
                 "best_score": jax.ShapeDtypeStruct((self.run.seeds,), jnp.float32)}
 
     def place(self, state: Any) -> Any:
-        return state if self.sharding is None else jax.device_put(state, self.sharding)
+        return state if self.mesh is None else parallel.shard_leading(state, self.mesh)
 
     # -- evaluation ------------------------------------------------------------------------------
     def evaluate(self, params: Any, episodes: int, key: jax.Array) -> dict[str, np.ndarray]:
@@ -340,19 +343,6 @@ class Run:
             out[name] = {k: np.asarray(v, np.float64).reshape(self.run.seeds, episodes, -1)
                          .mean(axis=2) for k, v in figures.items() if k != "agent_returns"}
         return out
-
-
-def _seed_sharding(devices: int) -> Any:
-    if devices == 1:
-        return None
-    available = jax.local_devices()
-    if devices > len(available):
-        raise UsageError(f"--devices {devices} but only {len(available)} local device(s) "
-                         f"({jax.default_backend()}) are available")
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec
-
-    mesh = Mesh(np.asarray(available[:devices]), ("seeds",))
-    return NamedSharding(mesh, PartitionSpec("seeds"))
 
 
 def _summary(per_seed: dict[str, np.ndarray]) -> dict[str, dict[str, Any]]:
