@@ -164,12 +164,13 @@ def _throughput(row: dict[str, Any], batch: int, num_agents: int) -> dict[str, A
 # --------------------------------------------------------------------------------------------
 # ours
 # --------------------------------------------------------------------------------------------
-def ours_rollout(env_id: str, batch: int) -> tuple[Callable[[int], Callable[..., Any]], Any,
-                                                   int]:
-    """(steps -> rollout(key, params), params, num_agents) for ``VecEnv(AutoReset(env))``."""
+def ours_rollout(env_id: str, batch: int, **env_kwargs: Any
+                 ) -> tuple[Callable[[int], Callable[..., Any]], Any, int]:
+    """(steps -> rollout(key, params), params, num_agents) for ``VecEnv(AutoReset(env))``;
+    ``env_kwargs`` go to ``make`` (e.g. ``num_agents``)."""
     from jaxmarl_coop.envs import AutoReset, VecEnv, make
 
-    env, params = make(env_id)
+    env, params = make(env_id, **env_kwargs)
     if env.continuous_actions:
         raise ValueError(f"{env_id}: the benchmark draws discrete actions")
     venv = VecEnv(AutoReset(env), batch)
