@@ -24,6 +24,12 @@ The folder (``--out``, default ``runs/sweep-LEARNER-ENV-TIMESTAMP``):
                     (and the env's other evaluation metrics)
     summary.json    per grid point mean ± 95% CI over seeds, sorted best greedy return first
     heatmap.png     2 axes: mean greedy return per cell; otherwise per point with its CI
+
+``--distributed`` (with ``--coordinator-address``, ``--num-processes``, ``--process-id`` or
+JAX's detection, as in ``experiments.train``) runs the same command in several processes as
+one program: the runs are split over ``--devices`` devices of every process, each process
+puts only its own runs' inputs on its devices, the results are gathered to every process,
+and only process 0 writes the folder and prints (the others write nothing).
 """
 
 from __future__ import annotations
@@ -54,9 +60,11 @@ from experiments.train import (  # noqa: E402
     UsageError,
     _parse_value,
     _Parser,
+    add_distributed_options,
     build,
     greedy_policy,
     policy_params,
+    start_distributed,
 )
 from jaxmarl_coop import parallel  # noqa: E402
 from jaxmarl_coop.learners.base import stack_hyperparams  # noqa: E402
@@ -100,8 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="greedy episodes per run of the final evaluation")
     p.add_argument("--seed", type=int, default=0, help="base PRNG seed (as in train)")
     p.add_argument("--devices", type=int, default=None,
-                   help="local devices to shard the runs over (default: all)")
+                   help="local devices to shard the runs over (default: all; with "
+                        "--distributed, of every process)")
     p.add_argument("--out", default="", help="result folder")
+    add_distributed_options(p)
     return p
 
 
@@ -267,13 +277,17 @@ def sweep(args: argparse.Namespace, argv: list[str] | None = None) -> dict[str, 
                                                            for a in axes})
     except ValueError as err:
         raise UsageError(f"--grid: {err}") from err
+    distributed = bool(getattr(args, "distributed", False))
     try:
-        mesh = parallel.seed_mesh(args.devices)
+        mesh = parallel.seed_mesh(args.devices, global_devices=distributed)
     except ValueError as err:
         raise UsageError(f"--devices: {err}") from err
-    out = Path(args.out or _default_out(run.learner, run.env))
-    if (out / "config.json").exists():
-        raise UsageError(f"{out} already holds results; choose another --out")
+    main_process = parallel.is_main_process()  # the only one that writes and prints
+    out = Path(parallel.broadcast_text(str(args.out or _default_out(run.learner, run.env))))
+    taken = parallel.broadcast_text(f"{out} already holds results; choose another --out" if
+                                    main_process and (out / "config.json").exists() else "")
+    if taken:
+        raise UsageError(taken)
 
     runs = len(labels["seed"])
     hp_axes = {a.name: jnp.asarray(values[a.name], jnp.asarray(getattr(hp, a.name)).dtype)
@@ -302,26 +316,31 @@ def sweep(args: argparse.Namespace, argv: list[str] | None = None) -> dict[str, 
                 "eval": {k: jnp.mean(v.astype(jnp.float32)) for k, v in figures.items()
                          if k not in ("agent_returns", "completed")}}
 
-    write_json_atomic(out / "config.json", {
-        "sweep": vars(args), "axes": {a.name: list(a.values) for a in axes},
-        "axis_kinds": {a.name: "hyperparameter" if a.kind == "hp" else "env param"
-                       for a in axes},
-        "learner_config": dataclasses.asdict(config), "hyperparams": hp,
-        "env_params": env_params, "num_updates": config.num_updates,
-        "env_steps_per_update": config.num_envs * config.rollout_length,
-        "env_steps_per_run": config.total_env_steps, "grid_points": runs // run.seeds,
-        "seeds": run.seeds, "runs": runs, "devices": mesh.size, "jax": jax.__version__,
-        "backend": jax.default_backend(),
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "argv": sys.argv[1:] if argv is None else list(argv)})
-    print(f"sweep {run.learner} on {run.env}: {runs // run.seeds} grid points x {run.seeds} "
-          f"seeds = {runs} runs of {config.num_updates} updates ({config.total_env_steps:,} "
-          f"env steps each) on {mesh.size} {jax.default_backend()} device(s); compiling and "
-          "running one program ...", flush=True)
+    say = print if main_process else (lambda *a, **k: None)
+    if main_process:
+        write_json_atomic(out / "config.json", {
+            "sweep": vars(args), "axes": {a.name: list(a.values) for a in axes},
+            "axis_kinds": {a.name: "hyperparameter" if a.kind == "hp" else "env param"
+                           for a in axes},
+            "learner_config": dataclasses.asdict(config), "hyperparams": hp,
+            "env_params": env_params, "num_updates": config.num_updates,
+            "env_steps_per_update": config.num_envs * config.rollout_length,
+            "env_steps_per_run": config.total_env_steps, "grid_points": runs // run.seeds,
+            "seeds": run.seeds, "runs": runs, "devices": mesh.size,
+            "processes": jax.process_count(), "jax": jax.__version__,
+            "backend": jax.default_backend(),
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                timespec="seconds"),
+            "argv": sys.argv[1:] if argv is None else list(argv)})
+    where = f" of {jax.process_count()} processes" if distributed else ""
+    say(f"sweep {run.learner} on {run.env}: {runs // run.seeds} grid points x {run.seeds} "
+        f"seeds = {runs} runs of {config.num_updates} updates ({config.total_env_steps:,} "
+        f"env steps each) on {mesh.size} {jax.default_backend()} device(s){where}; compiling "
+        "and running one program ...", flush=True)
     t0 = time.perf_counter()
-    outputs = jax.device_get(parallel.run_grid(one_run, seed_keys[labels["seed"]], points,
-                                               mesh))
-    print(f"done in {time.perf_counter() - t0:.1f} s (compile included)", flush=True)
+    outputs = parallel.gather(parallel.run_grid(one_run, seed_keys[labels["seed"]], points,
+                                                mesh))
+    say(f"done in {time.perf_counter() - t0:.1f} s (compile included)", flush=True)
 
     train_return = final_train_return(outputs["episode_return"])
     evals = {k: np.asarray(v, np.float64) for k, v in outputs["eval"].items()}
@@ -333,7 +352,6 @@ def sweep(args: argparse.Namespace, argv: list[str] | None = None) -> dict[str, 
                  str(labels["seed"][r]), f"{train_return[r]:.6g}", f"{evals['return'][r]:.6g}",
                  *(f"{evals[k][r]:.6g}" for k in sorted(evals) if k != "return")]
         lines.append(",".join(cells))
-    write_text_atomic(out / "results.csv", "\n".join(lines) + "\n")
 
     ranked = summarise(axes, labels, values, train_return, evals["return"])
     summary = {"learner": run.learner, "env": run.env, "sorted_by": "eval_return",
@@ -343,6 +361,9 @@ def sweep(args: argparse.Namespace, argv: list[str] | None = None) -> dict[str, 
                                "updates",
                "interval": "mean ± 95% Student-t CI over seeds",
                "best": ranked[0], "points": ranked}
+    if not main_process:
+        return summary
+    write_text_atomic(out / "results.csv", "\n".join(lines) + "\n")
     write_json_atomic(out / "summary.json", summary)
     plot(axes, ranked, f"{run.learner} on {run.env}: greedy return, {run.seeds} seeds",
          out / "heatmap.png")
@@ -354,7 +375,9 @@ def sweep(args: argparse.Namespace, argv: list[str] | None = None) -> dict[str, 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """The command line; a user error exits with one line (status 2), no traceback."""
     try:
-        return sweep(build_parser().parse_args(argv), argv)
+        args = build_parser().parse_args(argv)
+        start_distributed(vars(args))  # before any other JAX use
+        return sweep(args, argv)
     except UsageError as err:
         print(f"error: {str(err).splitlines()[0]}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -27,6 +27,21 @@ and ends exactly where the uninterrupted run would. The run folder:
     curve.png        training return against env steps, mean and 95% band over seeds
     rollout.gif      seed 0's trained team acting (particle tasks and the grid)
     checkpoints/     orbax checkpoints (the newest two)
+
+Several processes (hosts), one program: start the same command in every process with
+``--distributed``. It calls ``jax.distributed.initialize`` before any other JAX use, with
+``--coordinator-address HOST:PORT --num-processes N --process-id I`` where given, otherwise
+with what JAX detects (Slurm, Open MPI, TPU pods, ...). The seeds are split over one global
+mesh: ``--devices`` local devices of every process (--seeds must divide by devices x
+processes), and each process puts only its own seeds' inputs on its devices. Results are
+gathered to every process (``process_allgather``) and only process 0 writes the run folder
+and prints; the other processes write nothing (they join orbax's collective save of each
+checkpoint, whose arrays, gathered to host memory, orbax writes from process 0 only).
+``--resume`` reads the run folder in every process: keep it on a filesystem they share.
+
+    python -m experiments.train --preset spread-mappo --distributed      # under srun, etc.
+    python -m experiments.train --distributed --coordinator-address 10.0.0.1:1234 \
+        --num-processes 2 --process-id 0                              # and 1 on host two
 """
 
 from __future__ import annotations
@@ -179,6 +194,52 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see --help)\n")
 
 
+#: options that start several processes; not RunConfig fields (a resumed run may run elsewhere)
+DISTRIBUTED_OPTIONS = ("distributed", "coordinator_address", "num_processes", "process_id")
+
+
+def add_distributed_options(parser: argparse.ArgumentParser, suppress: bool = False) -> None:
+    """``--distributed`` and the arguments of ``jax.distributed.initialize`` (train, sweep)."""
+    default = argparse.SUPPRESS if suppress else None
+    group = parser.add_argument_group(
+        "several processes", "one program over the devices of several processes (hosts); "
+        "process 0 writes the results, the others nothing")
+    group.add_argument("--distributed", action="store_true",
+                       default=argparse.SUPPRESS if suppress else False,
+                       help="join the processes with jax.distributed.initialize before any "
+                            "other JAX use; options not given are detected by JAX (Slurm, "
+                            "Open MPI, TPU pods, ...)")
+    group.add_argument("--coordinator-address", metavar="HOST:PORT", default=default,
+                       help="address of process 0's coordinator (with --distributed)")
+    group.add_argument("--num-processes", type=int, metavar="N", default=default,
+                       help="number of processes (with --distributed)")
+    group.add_argument("--process-id", type=int, metavar="I", default=default,
+                       help="this process's index, 0 .. N-1 (with --distributed)")
+
+
+def start_distributed(options: dict[str, Any]) -> bool:
+    """Join the processes if ``options["distributed"]`` (``UsageError`` if that fails or the
+    other options come without it); returns whether distributed. Call before any JAX use."""
+    given = {k: options.get(k) for k in DISTRIBUTED_OPTIONS[1:]
+             if options.get(k) is not None}
+    if not options.get("distributed"):
+        if given:
+            flags = ", ".join("--" + k.replace("_", "-") for k in given)
+            raise UsageError(f"{flags}: only with --distributed")
+        return False
+    count, index = given.get("num_processes"), given.get("process_id")
+    if count is not None and count < 1:
+        raise UsageError(f"--num-processes must be an integer >= 1, got {count}")
+    if index is not None and (index < 0 or (count is not None and index >= count)):
+        raise UsageError(f"--process-id must be in 0 .. --num-processes - 1, got {index}")
+    try:
+        parallel.initialize_distributed(**given)
+    except (ValueError, TypeError, RuntimeError) as err:
+        raise UsageError(f"--distributed: jax.distributed.initialize failed: "
+                         f"{str(err).splitlines()[0]}") from err
+    return True
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line, generated from the fields of :class:`RunConfig`."""
     parser = _Parser(prog="python -m experiments.train", description=__doc__.split("\n\n")[0],
@@ -188,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", metavar="RUN_DIR",
                         help="continue the run in RUN_DIR from its newest checkpoint")
     parser.add_argument("--stop-after-chunks", type=int, help=argparse.SUPPRESS)
+    add_distributed_options(parser, suppress=True)
     hints = typing.get_type_hints(RunConfig)
     for f in dataclasses.fields(RunConfig):
         flag = "--" + f.name.replace("_", "-")
@@ -203,12 +265,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[RunConfig, dict[str, Any]]:
-    """``(RunConfig, extras)`` from the command line; ``extras`` holds resume/stop options.
+    """``(RunConfig, extras)`` from the command line; ``extras`` holds the resume, stop and
+    :data:`DISTRIBUTED_OPTIONS` given.
 
     Raises ``ValueError`` for a bad value (the message names it and what was expected).
     """
     given = vars(build_parser().parse_args(argv))
-    extras = {k: given.pop(k) for k in ("resume", "stop_after_chunks") if k in given}
+    extras = {k: given.pop(k) for k in ("resume", "stop_after_chunks", *DISTRIBUTED_OPTIONS)
+              if k in given}
     base = PRESETS[given.pop("preset")] if "preset" in given else RunConfig()
     for name in ("env_param", "hp", "config"):  # presets' pairs first, the user's win
         if name in given:
@@ -274,16 +338,23 @@ def greedy_policy(module: Any, config: Any, env: Any, params: Any):
 class Run:
     """A run folder being written: set up once, then ``chunk`` by chunk, then ``finish``."""
 
-    def __init__(self, run: RunConfig, out: Path) -> None:
+    def __init__(self, run: RunConfig, out: Path, distributed: bool = False) -> None:
         self.run, self.out = run, out
         (self.module, self.env, self.env_params, self.config, self.hp, self.learner,
          self.chunks) = build(run)
         self.updates_per_chunk = self.config.num_updates // self.chunks
         self.steps_per_update = self.config.num_envs * self.config.rollout_length
         try:  # seeds split over a device mesh; one device: left where JAX puts them
-            self.mesh = parallel.seed_mesh(run.devices) if run.devices > 1 else None
+            if distributed:  # --devices of every process
+                self.mesh = parallel.seed_mesh(run.devices, global_devices=True)
+            else:
+                self.mesh = parallel.seed_mesh(run.devices) if run.devices > 1 else None
         except ValueError as err:
             raise UsageError(f"--devices {run.devices}: {err}") from err
+        if self.mesh is not None and run.seeds % self.mesh.size:
+            raise UsageError(f"--seeds {run.seeds} must be a multiple of the {self.mesh.size} "
+                             f"devices of {jax.process_count()} processes (--devices "
+                             f"{run.devices} each)")
         learner = self.learner
 
         def chunk(state: Any) -> tuple[Any, dict[str, jax.Array]]:
@@ -324,7 +395,7 @@ class Run:
             module, config, env, env_params = self.module, self.config, self.env, self.env_params
             self._evals[episodes] = jax.jit(jax.vmap(lambda p, k: evaluate(
                 env, env_params, greedy_policy(module, config, env, p), k, episodes)))
-        figures = jax.device_get(self._evals[episodes](
+        figures = parallel.gather(self._evals[episodes](
             params, jax.random.split(key, self.run.seeds)))
         return {k: np.asarray(v, np.float64).reshape(self.run.seeds, episodes, -1).mean(axis=2)
                 for k, v in figures.items() if k != "agent_returns"}
@@ -338,8 +409,8 @@ class Run:
             policy = REFERENCE_POLICIES[name](self.env)
             fn = jax.jit(jax.vmap(lambda k, policy=policy: evaluate(
                 self.env, self.env_params, policy, k, episodes)))
-            figures = jax.device_get(fn(jax.random.split(jax.random.PRNGKey(self.run.seed + 2),
-                                                         self.run.seeds)))
+            figures = parallel.gather(fn(jax.random.split(
+                jax.random.PRNGKey(self.run.seed + 2), self.run.seeds)))
             out[name] = {k: np.asarray(v, np.float64).reshape(self.run.seeds, episodes, -1)
                          .mean(axis=2) for k, v in figures.items() if k != "agent_returns"}
         return out
@@ -423,15 +494,24 @@ def _default_out(run: RunConfig) -> Path:
 
 
 def train(run: RunConfig, out: Path | None = None, resume: bool = False,
-          stop_after_chunks: int | None = None, progress: bool | None = None) -> dict[str, Any]:
+          stop_after_chunks: int | None = None, progress: bool | None = None,
+          distributed: bool = False) -> dict[str, Any]:
     """Run ``run`` into the folder ``out`` (see the module docstring); returns eval.json's
-    content (or ``{"stopped_after_chunk": c}`` when ``stop_after_chunks`` cut it short)."""
-    out = Path(out or run.out or _default_out(run))
+    content (or ``{"stopped_after_chunk": c}`` when ``stop_after_chunks`` cut it short).
+
+    ``distributed``: every process (joined by :func:`start_distributed`) calls ``train`` alike;
+    the seeds are split over all their devices, and only process 0 writes ``out``.
+    """
+    main_process = parallel.is_main_process()
+    # process 0 decides (its clock names the folder, its disk holds it); the others follow
+    out = Path(parallel.broadcast_text(str(out or run.out or _default_out(run))))
     ckpt_dir = out / "checkpoints"
-    if not resume and (out / "config.json").exists():
-        raise UsageError(f"{out} already holds a run; continue it with --resume {out} or "
-                         "choose another --out")
-    r = Run(run, out)
+    taken = (f"{out} already holds a run; continue it with --resume {out} or choose another "
+             "--out") if main_process and not resume and (out / "config.json").exists() else ""
+    taken = parallel.broadcast_text(taken)
+    if taken:
+        raise UsageError(taken)
+    r = Run(run, out, distributed)
     start_chunk, rows, names, periodic = 0, [], None, []
     state = r.initial()
     if resume:
@@ -448,7 +528,7 @@ def train(run: RunConfig, out: Path | None = None, resume: bool = False,
         if (out / "metrics.csv").exists():
             names, rows = _read_metrics(out / "metrics.csv",
                                         start_chunk * r.updates_per_chunk)
-    else:
+    elif main_process:
         write_json_atomic(out / "config.json", {
             "format_version": checkpoints.FORMAT_VERSION, "run": dataclasses.asdict(run),
             "out": str(out), "learner_config": dataclasses.asdict(r.config),
@@ -456,19 +536,20 @@ def train(run: RunConfig, out: Path | None = None, resume: bool = False,
             "num_updates": r.config.num_updates, "env_steps_per_update": r.steps_per_update,
             "chunks": r.chunks, "env_steps_per_seed": r.config.total_env_steps,
             "jax": jax.__version__, "backend": jax.default_backend(),
+            "processes": jax.process_count(),
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(
                 timespec="seconds"),
             "argv": sys.argv[1:]})
 
     total = r.config.num_updates
     bar = tqdm(total=total, initial=start_chunk * r.updates_per_chunk, unit="upd",
-               desc=f"{run.learner} {run.env} x{run.seeds}", disable=progress is False,
-               file=sys.stdout, dynamic_ncols=True)
+               desc=f"{run.learner} {run.env} x{run.seeds}",
+               disable=progress is False or not main_process, file=sys.stdout, dynamic_ncols=True)
     t0, steps_at_t0 = time.perf_counter(), start_chunk * r.updates_per_chunk
     for c in range(start_chunk, r.chunks):
         learner_state, metrics = r._chunk(state["learner"])
         state = {**state, "learner": learner_state}
-        metrics = jax.device_get(metrics)
+        metrics = parallel.gather(metrics)
         names = names or sorted(set(metrics) - {"seed", "update", "env_steps"})
         rows += _metric_rows({n: metrics[n] for n in names}, c * r.updates_per_chunk + 1,
                              r.steps_per_update)
@@ -480,9 +561,13 @@ def train(run: RunConfig, out: Path | None = None, resume: bool = False,
                              "episodes": episodes})
             score = jnp.asarray(episodes["return"].mean(axis=1), jnp.float32)
             state = keep_best(state, params, score)
-        _write_metrics(out / "metrics.csv", names, rows)
+        if main_process:
+            _write_metrics(out / "metrics.csv", names, rows)
         if run.checkpoint_every and (done % run.checkpoint_every == 0 or done == r.chunks):
-            checkpoints.save(ckpt_dir, done, state, _json_ready({
+            # distributed: every process joins orbax's save (its barriers are collective);
+            # host arrays, which orbax writes from process 0 only
+            saved = parallel.gather(state) if distributed else state
+            checkpoints.save(ckpt_dir, done, saved, _json_ready({
                 "chunks_done": done, "updates_done": done * r.updates_per_chunk,
                 "run": dataclasses.asdict(run), "periodic": periodic}))
         bar.update(r.updates_per_chunk)
@@ -511,11 +596,14 @@ def _json_ready(d: dict[str, Any]) -> dict[str, Any]:
 
 
 def finish(r: Run, state: Any, periodic: list[dict[str, Any]], out: Path) -> dict[str, Any]:
-    """Final and absolute evaluations, references, eval.json, marl_eval.json, plot, GIF."""
+    """Final and absolute evaluations, references, eval.json, marl_eval.json, plot, GIF.
+
+    Every process evaluates (collectives); only process 0 writes and prints."""
     run = r.run
     final_params = policy_params(r.module, state["learner"])
     final = r.evaluate(final_params, run.eval_episodes, r.eval_key(FINAL_EVAL))
-    have_best = bool(np.all(np.isfinite(np.asarray(state["best_score"]))))
+    best_score = np.asarray(parallel.gather(state["best_score"]))
+    have_best = bool(np.all(np.isfinite(best_score)))
     absolute = r.evaluate(state["best_params"], run.eval_episodes, r.eval_key(FINAL_EVAL + 1)) \
         if have_best else final
     references = r.references(min(run.eval_episodes, 256))
@@ -523,11 +611,15 @@ def finish(r: Run, state: Any, periodic: list[dict[str, Any]], out: Path) -> dic
         "episodes_per_seed": run.eval_episodes, "final": _summary(final),
         "absolute": _summary(absolute),
         "absolute_from": "best periodic evaluation" if have_best else "final parameters",
-        "best_periodic_return_per_seed": np.asarray(state["best_score"]),
+        "best_periodic_return_per_seed": best_score,
         "references": {k: _summary(v) for k, v in references.items()},
         "periodic": [{"env_steps": e["env_steps"],
                       "return": _summary({"return": e["episodes"]["return"]})["return"]}
                      for e in periodic]}
+    if run.gif and jax.process_count() > 1:  # host copies: process 0 renders alone
+        final_params = parallel.gather(final_params)
+    if not parallel.is_main_process():
+        return result
     write_json_atomic(out / "eval.json", result)
     write_json_atomic(out / "marl_eval.json", marl_eval_json(run, periodic, absolute))
     _plot(out, result)
@@ -567,12 +659,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             run, extras = parse_args(argv)
         except ValueError as err:  # RunConfig's checks: a bad value on the command line
             raise UsageError(str(err)) from err
+        distributed = start_distributed(extras)  # before any other JAX use
         resume_dir = extras.get("resume")
         if resume_dir is not None:
             run = load_run_config(Path(resume_dir))
         return train(run, Path(resume_dir) if resume_dir else None,
                      resume=resume_dir is not None,
-                     stop_after_chunks=extras.get("stop_after_chunks"))
+                     stop_after_chunks=extras.get("stop_after_chunks"), distributed=distributed)
     except UsageError as err:
         print(f"error: {str(err).splitlines()[0]}", file=sys.stderr)
         raise SystemExit(2) from None
