@@ -35,7 +35,7 @@ band over seeds of the per-update ``episode_return`` against env steps) are save
 Hangs: flax's orthogonal init is a QR factorisation; vmapped over seeds it becomes a batched
 LAPACK call that deadlocks jaxlib 0.10's CPU runtime on 2 cores (see ``jaxmarl_coop.runtime``).
 Our networks initialise without LAPACK. JaxMARL's scripts are traced with ``jnp.linalg.qr``
-replaced, for the duration of their tracing only, by Gram-Schmidt (``_qr_without_lapack``):
+replaced, for the duration of their tracing only, by Gram-Schmidt (``_qr_by_gram_schmidt``):
 the same matrices from the same draws, no LAPACK call; nothing in their files changes. A call
 running past ``HANG_TIMEOUT_S`` still makes the process dump its stacks and exit;
 results.json is written after every part, and ``--only`` runs in the same ``--out`` folder
@@ -64,6 +64,7 @@ import io  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
+import re  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -319,34 +320,48 @@ def load_yaml(repo: Path, rel: str) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _qr_without_lapack() -> Any:
-    """While JaxMARL's programs are traced: ``jnp.linalg.qr`` of a tall matrix by
-    Gram-Schmidt (the orthogonal init's only LAPACK call; see the module docstring)."""
+def _qr_by_gram_schmidt() -> Any:
+    """While JaxMARL's programs are traced: the QR of a tall matrix by Gram-Schmidt (the
+    orthogonal init's only LAPACK call; see the module docstring). jax's initialiser calls
+    ``jax._src.numpy.linalg.qr`` (through ``jax.random.orthogonal``); older versions
+    ``jax.numpy.linalg.qr``: both are replaced."""
     import jax.numpy as jnp
+    from jax._src.numpy import linalg as jnp_linalg
 
     from jaxmarl_coop.learners.networks import _gram_schmidt
 
-    original = jnp.linalg.qr
+    originals = [(module, module.qr) for module in (jnp.linalg, jnp_linalg)]
 
     def qr(a: Any, mode: str = "reduced") -> Any:
-        if mode != "reduced" or a.ndim != 2 or a.shape[0] < a.shape[1]:
-            return original(a, mode=mode)
-        q = _gram_schmidt(a)
-        return q, q.T @ a
+        if mode != "reduced" or a.shape[-2] < a.shape[-1]:
+            return originals[0][1](a, mode=mode)
+        q = jnp.vectorize(_gram_schmidt, signature="(m,k)->(m,k)")(a)
+        return q, jnp.swapaxes(q, -1, -2) @ a
 
-    jnp.linalg.qr = qr
+    for module, _ in originals:
+        module.qr = qr
+    jax.clear_caches()  # jax.random.orthogonal is jitted: drop any trace made without this
     try:
         yield
     finally:
-        jnp.linalg.qr = original
+        for module, original in originals:
+            module.qr = original
+        jax.clear_caches()
+
+
+def calls_lapack(hlo_text: str) -> bool:
+    """Whether a compiled program calls a LAPACK kernel (``lapack_sgeqrf_ffi`` etc.)."""
+    return re.search(r"lapack_\w+|geqrf", hlo_text) is not None
 
 
 def _time_program(fn: Callable[..., Any], make_args: Callable[[int], tuple[Any, ...]],
                   repeats: int, patch_qr: bool = False) -> tuple[Any, dict[str, Any]]:
     """Compile ``fn`` (timed apart), then ``repeats`` timed runs with fresh keys; median."""
-    with _qr_without_lapack() if patch_qr else contextlib.nullcontext():
+    with _qr_by_gram_schmidt() if patch_qr else contextlib.nullcontext():
         compiled, timing = compile_timed(fn, *make_args(0))
-        timing["calls_lapack"] = "lapack" in compiled.as_text().lower()
+        timing["calls_lapack"] = calls_lapack(compiled.as_text())
+    if timing["calls_lapack"]:  # a batched LAPACK call can deadlock (see the docstring)
+        raise RuntimeError("the compiled program still calls LAPACK; not run (it can hang)")
     runs, out = [], None
     for i in range(repeats):
         out, t = _timed_call(compiled, *make_args(i + 1))
