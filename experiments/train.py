@@ -141,7 +141,7 @@ class RunConfig:
     eval_episodes: int = _field(256, "episodes per seed of the final evaluations")
     checkpoint_every: int = _field(1, "orbax checkpoint every this many chunks (0: never)")
     seed: int = _field(0, "base PRNG seed; seed i trains with key split(PRNGKey(seed))[i]")
-    devices: int = _field(1, "local devices to shard the seeds over (seeds % devices == 0)")
+    devices: int = _field(1, "local devices to shard the seeds over (a divisor of --seeds)")
     out: str = _field("", "run folder (default runs/LEARNER-ENV-TIMESTAMP)")
     gif: bool = _field(True, "write rollout.gif (particle tasks and the grid)")
 

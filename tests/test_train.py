@@ -238,3 +238,12 @@ def test_seeds_sharded_over_two_devices_match_one_device(tmp_path):
               for name in ("one", "two")]
     np.testing.assert_allclose(finals[1]["return"]["per_seed"], finals[0]["return"]["per_seed"],
                                rtol=1e-4)
+
+
+@pytest.mark.parametrize("module", ["train", "sweep", "evaluate", "plot", "reference"])
+def test_every_command_prints_its_help(module):
+    """argparse formats help strings with %: a stray % once crashed ``train --help``."""
+    proc = subprocess.run([sys.executable, "-m", f"experiments.{module}", "--help"], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "usage:" in proc.stdout and "Traceback" not in proc.stderr
