@@ -2,6 +2,10 @@
 
     python -m experiments.reference                       # tracking-v1: random vs greedy chase
     python -m experiments.reference --env spread-v3 --seeds 8 --episodes 1024
+    python -m experiments.reference --env load-balancing-v1   # random, round robin, JSQ ...
+
+The policies are the random one and the env's registered references
+(``jaxmarl_coop.envs.reference_policies``).
 
 Each seed evaluates ``--episodes`` episodes in chunks (one jitted, seed-vmapped call per
 chunk, a progress bar between chunks). The run folder gets ``config.json`` and
@@ -24,15 +28,14 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from jaxmarl_coop.envs import greedy_chase_policy, make, random_policy, registered  # noqa: E402
+from jaxmarl_coop.envs import (  # noqa: E402
+    make,
+    random_policy,
+    reference_policies,
+    registered,
+)
 from jaxmarl_coop.learners.evaluation import evaluate  # noqa: E402
 from jaxmarl_coop.runs import mean_ci95, write_json_atomic  # noqa: E402
-
-POLICIES = {
-    "random": lambda env: random_policy(env),
-    "greedy_chase": lambda env: greedy_chase_policy(env),
-}
-POLICIES_FOR = {"tracking-v1": ("random", "greedy_chase")}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -62,8 +65,9 @@ def main(argv: list[str] | None = None) -> dict:
               "backend": jax.default_backend()}
     write_json_atomic(out / "config.json", config)
     results = {}
-    for name in POLICIES_FOR.get(args.env, ("random",)):
-        policy = POLICIES[name](env)
+    factories = {"random": lambda env, _: random_policy(env), **reference_policies(env)}
+    for name, factory in factories.items():
+        policy = factory(env, params)
         run_chunk = jax.jit(jax.vmap(lambda key, p=policy: evaluate(env, params, p, key, chunk)))
         per_chunk = []
         start = time.perf_counter()

@@ -66,7 +66,12 @@ import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from jaxmarl_coop import checkpoints, parallel  # noqa: E402
-from jaxmarl_coop.envs import greedy_chase_policy, make, random_policy, registered  # noqa: E402
+from jaxmarl_coop.envs import (  # noqa: E402
+    make,
+    random_policy,
+    reference_policies,
+    registered,
+)
 from jaxmarl_coop.learners import actor_critic, dqn, tabular_q  # noqa: E402
 from jaxmarl_coop.learners.base import stack_hyperparams  # noqa: E402
 from jaxmarl_coop.learners.evaluation import evaluate  # noqa: E402
@@ -92,9 +97,6 @@ LEARNERS: dict[str, tuple[Any, dict[str, Any], dict[str, Any]]] = {
 }
 CONFIG_CLASSES = {actor_critic: actor_critic.ActorCriticConfig, dqn: dqn.DQNConfig,
                   tabular_q: tabular_q.TabularQConfig}
-#: reference policies drawn on curve.png and evaluated into eval.json, per env
-REFERENCE_POLICIES = {"random": random_policy, "greedy_chase": greedy_chase_policy}
-REFERENCES_FOR = {"tracking-v1": ("random", "greedy_chase")}
 #: eval_key index of the final evaluation (periodic ones use the chunk number)
 FINAL_EVAL = 1_000_000
 
@@ -405,8 +407,11 @@ class Run:
 
     def references(self, episodes: int) -> dict[str, dict[str, np.ndarray]]:
         out = {}
-        for name in REFERENCES_FOR.get(self.run.env, ("random",)):
-            policy = REFERENCE_POLICIES[name](self.env)
+        # the random policy and the env's registered references (envs.reference_policies)
+        factories = {"random": lambda env, _: random_policy(env),
+                     **reference_policies(self.env)}
+        for name, factory in factories.items():
+            policy = factory(self.env, self.env_params)
             fn = jax.jit(jax.vmap(lambda k, policy=policy: evaluate(
                 self.env, self.env_params, policy, k, episodes)))
             figures = parallel.gather(fn(jax.random.split(

@@ -2,6 +2,20 @@
 
 from jaxmarl_coop.envs.core import Env, TimeStep, checked, random_policy
 from jaxmarl_coop.envs.grid_tracking import GridTracking, GridTrackingParams
+from jaxmarl_coop.envs.intersection import (
+    Intersection,
+    IntersectionParams,
+    always_go_policy,
+    fixed_time_light_policy,
+)
+from jaxmarl_coop.envs.load_balancing import (
+    LoadBalancing,
+    LoadBalancingParams,
+    coordinated_dispatch_policy,
+    join_shortest_observed_queue_policy,
+    join_shortest_queue_policy,
+    round_robin_policy,
+)
 from jaxmarl_coop.envs.matrix_games import (
     Climbing,
     ClimbingParams,
@@ -11,7 +25,13 @@ from jaxmarl_coop.envs.matrix_games import (
     PrisonersDilemma,
     PrisonersDilemmaParams,
 )
-from jaxmarl_coop.envs.registry import make, register, registered
+from jaxmarl_coop.envs.registry import (
+    make,
+    reference_policies,
+    register,
+    register_reference_policy,
+    registered,
+)
 from jaxmarl_coop.envs.spaces import Box, Discrete
 from jaxmarl_coop.envs.spread import Spread, SpreadParams
 from jaxmarl_coop.envs.tag import Tag, TagParams
@@ -25,11 +45,61 @@ register("climbing-v1", Climbing)
 register("penalty-v1", Penalty)
 register("prisoners-dilemma-v1", PrisonersDilemma)
 register("grid-tracking-v1", GridTracking)
+register("load-balancing-v1", LoadBalancing)
+register("intersection-v1", Intersection)
+
+register_reference_policy("tracking-v1", "greedy_chase", greedy_chase_policy)
+register_reference_policy("load-balancing-v1", "round_robin", round_robin_policy)
+register_reference_policy("load-balancing-v1", "join_shortest_observed_queue",
+                          join_shortest_observed_queue_policy)
+register_reference_policy("load-balancing-v1", "join_shortest_queue",
+                          join_shortest_queue_policy)
+register_reference_policy("load-balancing-v1", "coordinated_dispatch",
+                          coordinated_dispatch_policy)
+register_reference_policy("intersection-v1", "always_go", always_go_policy)
+register_reference_policy("intersection-v1", "fixed_time_light", fixed_time_light_policy)
 
 __all__ = [
-    "AgentID", "AutoReset", "Box", "Climbing", "ClimbingParams", "Discrete", "Env",
-    "EpisodeStats", "GridTracking", "GridTrackingParams", "MatrixGame", "Penalty",
-    "PenaltyParams", "PrisonersDilemma", "PrisonersDilemmaParams", "Spread", "SpreadParams",
-    "Tag", "TagParams", "TimeStep", "Tracking", "TrackingParams", "VecEnv", "checked",
-    "greedy_chase_policy", "make", "random_policy", "register", "registered", "wrap",
+    "AgentID",
+    "AutoReset",
+    "Box",
+    "Climbing",
+    "ClimbingParams",
+    "Discrete",
+    "Env",
+    "EpisodeStats",
+    "GridTracking",
+    "GridTrackingParams",
+    "Intersection",
+    "IntersectionParams",
+    "LoadBalancing",
+    "LoadBalancingParams",
+    "MatrixGame",
+    "Penalty",
+    "PenaltyParams",
+    "PrisonersDilemma",
+    "PrisonersDilemmaParams",
+    "Spread",
+    "SpreadParams",
+    "Tag",
+    "TagParams",
+    "TimeStep",
+    "Tracking",
+    "TrackingParams",
+    "VecEnv",
+    "always_go_policy",
+    "checked",
+    "coordinated_dispatch_policy",
+    "fixed_time_light_policy",
+    "greedy_chase_policy",
+    "join_shortest_observed_queue_policy",
+    "join_shortest_queue_policy",
+    "make",
+    "random_policy",
+    "reference_policies",
+    "register",
+    "register_reference_policy",
+    "registered",
+    "round_robin_policy",
+    "wrap",
 ]

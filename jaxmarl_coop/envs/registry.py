@@ -17,6 +17,8 @@ from jaxmarl_coop.envs.core import Env
 
 _ID = re.compile(r"^[A-Za-z0-9_.\-]+-v\d+$")
 _REGISTRY: dict[str, Callable[..., Env]] = {}
+#: env id -> {name: factory(env) -> policy(key, timestep) -> actions}
+_REFERENCES: dict[str, dict[str, Callable[[Env], Callable[..., Any]]]] = {}
 
 
 def register(env_id: str, factory: Callable[..., Env], *, overwrite: bool = False) -> None:
@@ -33,6 +35,7 @@ def unregister(env_id: str) -> None:
     if env_id not in _REGISTRY:
         raise ValueError(f"unknown env id {env_id!r}; registered ids: {', '.join(registered())}")
     del _REGISTRY[env_id]
+    _REFERENCES.pop(env_id, None)
 
 
 def registered() -> list[str]:
@@ -63,3 +66,41 @@ def make(env_id: str, **kwargs: Any) -> tuple[Env, Any]:
                          f"params: {', '.join(field_names)}")
     updates = {k: v for k, v in kwargs.items() if k in field_names and k not in static}
     return env, params.replace(**updates) if updates else params
+
+
+def register_reference_policy(env_id: str, name: str, factory: Callable[..., Any]) -> None:
+    """Register a scripted policy an env's learners are compared with.
+
+    ``factory(env)`` or ``factory(env, params)`` returns ``policy(key, timestep) -> actions``
+    (the second form for policies that need the env's params, e.g. to read a clock).
+    ``experiments.train`` evaluates and plots every registered one next to the learner.
+    """
+    if env_id not in _REGISTRY:
+        raise ValueError(f"unknown env id {env_id!r}; registered ids: {', '.join(registered())}")
+    if not callable(factory):
+        raise ValueError(f"reference policy {name!r} of {env_id}: factory must be callable, "
+                         f"got {factory!r}")
+    _REFERENCES.setdefault(env_id, {})[name] = factory
+
+
+def _takes_params(factory: Callable[..., Any]) -> bool:
+    try:
+        params = list(inspect.signature(factory).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in params)
+
+
+def reference_policies(env: Env | str) -> dict[str, Callable[[Env, Any], Callable[..., Any]]]:
+    """An env's (or env id's) registered reference policies by name, each as
+    ``factory(env, params) -> policy(key, timestep)``. The uniformly random policy is not
+    among them (it is ``envs.random_policy`` for every env)."""
+    env_id = env if isinstance(env, str) else env.name
+    out = {}
+    for name, factory in _REFERENCES.get(env_id, {}).items():
+        if _takes_params(factory):
+            out[name] = factory
+        else:
+            out[name] = lambda env, params, factory=factory: factory(env)
+    return out

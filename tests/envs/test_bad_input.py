@@ -114,3 +114,25 @@ def test_registry_errors_and_user_envs():
         unregister("my-spread-v0")
     with pytest.raises(ValueError, match="unknown env id"):
         unregister("my-spread-v0")
+
+
+def test_reference_policies_are_registered_per_env_and_go_with_it():
+    from jaxmarl_coop.envs import random_policy, reference_policies, register_reference_policy
+
+    env, _ = make("tracking-v1")
+    assert "greedy_chase" in reference_policies(env)
+    assert set(reference_policies("tracking-v1")) == set(reference_policies(env))
+    with pytest.raises(ValueError, match="unknown env id 'nope-v1'"):
+        register_reference_policy("nope-v1", "x", random_policy)
+    register("my-spread-v0", Spread)
+    try:
+        register_reference_policy("my-spread-v0", "random_again", random_policy)
+        register_reference_policy("my-spread-v0", "with_params", lambda env, params: params)
+        refs = reference_policies("my-spread-v0")
+        assert set(refs) == {"random_again", "with_params"}
+        env, params = make("my-spread-v0")
+        assert refs["with_params"](env, params) is params  # called with the params
+        assert callable(refs["random_again"](env, params))  # one-argument factory, wrapped
+    finally:
+        unregister("my-spread-v0")
+    assert reference_policies("my-spread-v0") == {}

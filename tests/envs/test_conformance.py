@@ -10,7 +10,8 @@ import pytest
 from jaxmarl_coop.envs import make, random_policy, registered
 
 EPISODE_STEPS = {"spread-v3": 25, "tag-v3": 25, "tracking-v1": 50, "climbing-v1": 25,
-                 "penalty-v1": 25, "prisoners-dilemma-v1": 25, "grid-tracking-v1": 25}
+                 "penalty-v1": 25, "prisoners-dilemma-v1": 25, "grid-tracking-v1": 25,
+                 "load-balancing-v1": 100, "intersection-v1": 100}
 
 # every registered id must appear here (checked below), with extra constructor variants
 VARIANTS = {
@@ -22,6 +23,9 @@ VARIANTS = {
     "penalty-v1": [{}, {"history": True}],
     "prisoners-dilemma-v1": [{}, {"history": True}],
     "grid-tracking-v1": [{}, {"grid_size": 7, "num_agents": 4}, {"grid_size": 2, "num_agents": 1}],
+    "load-balancing-v1": [{}, {"num_dispatchers": 5, "num_servers": 2, "max_delay": 0},
+                          {"num_dispatchers": 1, "num_servers": 1}],
+    "intersection-v1": [{}, {"num_agents": 2}, {"num_agents": 6}],
 }
 CASES = [(env_id, kw) for env_id in sorted(VARIANTS) for kw in VARIANTS[env_id]]
 IDS = [f"{e}-{'-'.join(f'{k}={v}' for k, v in kw.items()) or 'default'}" for e, kw in CASES]
@@ -113,7 +117,8 @@ def test_params_vmap_without_recompiling(env_id):
     field = {"spread-v3": "local_ratio", "tag-v3": "catch_reward",
              "tracking-v1": "collision_penalty", "climbing-v1": "reward_noise_std",
              "penalty-v1": "reward_noise_std", "prisoners-dilemma-v1": "reward_noise_std",
-             "grid-tracking-v1": "collision_penalty"}[env_id]
+             "grid-tracking-v1": "collision_penalty", "load-balancing-v1": "drop_penalty",
+             "intersection-v1": "collision_penalty"}[env_id]
     values = jnp.array([0.0, 0.5, 1.0])
     swept = params.replace(**{field: values})
     in_axes = jax.tree.map(lambda _: None, params).replace(**{field: 0})
