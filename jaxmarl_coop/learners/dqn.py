@@ -13,11 +13,21 @@ is the true next observation (a truncated episode bootstraps from its final obse
 terminated one not at all). Target parameters follow the online ones every
 ``target_update_interval`` updates (``tau = 1`` copies, ``tau < 1`` blends). Parameter
 sharing: see ``networks.agent_groups`` (shared within a team, with agent ids in the input).
+
+The loss is ``mean(0.5 * w * (y - Q)^2)`` over agents and samples, with ``w = 1`` for a
+non-negative TD error ``y - Q`` and ``w = hysteretic_beta`` for a negative one (hysteretic
+Q-learning, Matignon et al. 2007: bad news, often a partner's exploration, is learned more
+slowly); ``hysteretic_beta = 1`` (the default) is plain DQN.
+
+``make_q_learner`` is the machinery every value-based learner shares (buffer, acting,
+optimiser, target network); ``make_learner`` gives it per-agent networks and the loss above,
+``value_decomposition`` a mixer and a joint loss.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import flashbax as fbx
@@ -53,6 +63,7 @@ class DQNHyperparams:
     epsilon_decay_fraction: float = 0.1
     tau: float = 1.0
     max_grad_norm: float = 10.0
+    hysteretic_beta: float = 1.0  # weight of negative TD errors in the loss, in (0, 1]
 
     def __post_init__(self) -> None:
         check_param("lr", self.lr, low=0.0, low_inclusive=False)
@@ -63,6 +74,8 @@ class DQNHyperparams:
                     low_inclusive=False)
         check_param("tau", self.tau, low=0.0, high=1.0, low_inclusive=False)
         check_param("max_grad_norm", self.max_grad_norm, low=0.0, low_inclusive=False)
+        check_param("hysteretic_beta", self.hysteretic_beta, low=0.0, high=1.0,
+                    low_inclusive=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,13 +141,59 @@ def make_network(config: DQNConfig, env: Env) -> GroupedApply:
                         agent_groups(env, config.share_params), config.share_params)
 
 
-def make_learner(config: DQNConfig, env: Env, env_params: Any) -> Learner:
-    """Independent DQN on ``env`` (discrete actions)."""
+QLoss = Callable[[Any, Any, dict[str, jax.Array], DQNHyperparams],
+                 tuple[jax.Array, jax.Array]]
+"""``loss(params, target_params, batch, hp) -> (loss, q_mean)`` on a sampled batch whose
+fields are ``(B, n_step, ...)`` sequences (see ``make_q_learner``)."""
+
+
+def bootstrap_values(agent_q: Callable[[Any, jax.Array], jax.Array], params: Any,
+                     target_params: Any, next_obs: jax.Array, next_action_mask: jax.Array,
+                     double_dqn: bool) -> jax.Array:
+    """Every agent's target-network value at its own greedy next action, ``(..., N)``.
+
+    The greedy action ``a*_i = argmax_{legal a} Q_i(o'_i, a)`` uses the online network with
+    ``double_dqn`` (the target network otherwise); the value is ``Q_target,i(o'_i, a*_i)``.
+    ``agent_q(params, obs)`` maps ``(..., N, D)`` observations to ``(..., N, A)`` values.
+    """
+    q_next_target = agent_q(target_params, next_obs)
+    chooser = agent_q(params, next_obs) if double_dqn else q_next_target
+    best = jnp.argmax(jnp.where(next_action_mask, chooser, -jnp.inf), axis=-1)
+    return jnp.take_along_axis(q_next_target, best[..., None], axis=-1)[..., 0]
+
+
+def td_loss(prediction: jax.Array, target: jax.Array, beta: jax.Array | float) -> jax.Array:
+    """``mean(0.5 * w * (target - prediction)^2)``, ``target`` held fixed.
+
+    ``w = beta`` where ``target < prediction`` (a negative TD error), else 1: the gradient
+    step on ``prediction`` is ``lr * w * delta``, hysteretic Q-learning's two learning rates.
+    ``beta = 1`` is the plain squared TD error, bit for bit.
+    """
+    target = jax.lax.stop_gradient(target)
+    td = prediction - target
+    weight = jax.lax.stop_gradient(jnp.where(target < prediction, beta, 1.0))
+    return 0.5 * jnp.mean(weight * td * td)
+
+
+def make_q_learner(config: DQNConfig, env: Env, env_params: Any, *,
+                   init_params: Callable[[jax.Array], Any],
+                   agent_q: Callable[[Any, jax.Array], jax.Array], loss: QLoss,
+                   store_global_state: bool = False) -> Learner:
+    """The value-based learner shared by IQL and value decomposition.
+
+    What differs between them is passed in: ``init_params(key)`` builds the online
+    parameters (the target starts as a copy), ``agent_q(params, obs)`` gives every agent's
+    action values ``(..., N, A)`` for epsilon-greedy acting, and ``loss`` is minimised on
+    sampled ``n_step`` sequences. The rest is shared: the env batch, epsilon schedule, the
+    ``flashbax`` buffer, the optimiser (clipped Adam, learning rate optionally annealed) and
+    the target-network update. A batch holds ``obs``, ``action``, ``reward`` (per agent),
+    ``terminated``, ``truncated``, ``next_obs``, ``next_action_mask`` and, with
+    ``store_global_state``, ``global_state`` and ``next_global_state``.
+    """
     if env.continuous_actions:
         raise ValueError(f"{env.name or type(env).__name__}: DQN needs discrete actions; "
                          "make the env with continuous_actions=False")
     venv = batch_env(env, config.num_envs)
-    net = make_network(config, env)
     optimizer = optax.inject_hyperparams(_optimizer)
     buffer = fbx.make_trajectory_buffer(
         add_batch_size=config.num_envs, sample_batch_size=config.batch_size,
@@ -147,36 +206,22 @@ def make_learner(config: DQNConfig, env: Env, env_params: Any) -> Learner:
     def init(key: jax.Array, hp: DQNHyperparams) -> DQNState:
         k_env, k_net, key = jax.random.split(key, 3)
         env_state, ts = venv.reset(k_env, env_params)
-        params = net.init(k_net, jnp.zeros((n, d), jnp.float32))
+        params = init_params(k_net)
         opt_state = optimizer(lr=hp.lr, max_grad_norm=hp.max_grad_norm).init(params)
         item = {"obs": jnp.zeros((n, d), jnp.float32), "action": jnp.zeros((n,), jnp.int32),
                 "reward": jnp.zeros((n,), jnp.float32), "terminated": jnp.zeros((), bool),
                 "truncated": jnp.zeros((), bool), "next_obs": jnp.zeros((n, d), jnp.float32),
                 "next_action_mask": jnp.ones((n, a), bool)}
+        if store_global_state:
+            item["global_state"] = jnp.zeros((env.state_dim,), jnp.float32)
+            item["next_global_state"] = jnp.zeros((env.state_dim,), jnp.float32)
         return DQNState(params, params, opt_state, buffer.init(item),
                         RolloutState(env_state, ts), key, jnp.zeros((), jnp.int32), hp)
 
-    def loss_fn(params: Any, target_params: Any, batch: dict[str, jax.Array],
-                gamma: jax.Array) -> tuple[jax.Array, jax.Array]:
-        q = net.apply(params, batch["obs"][:, 0])  # (B, N, A)
-        q_taken = jnp.take_along_axis(q, batch["action"][:, 0, :, None], axis=-1)[..., 0]
-        mask = batch["next_action_mask"]  # (B, n, N, A)
-        q_next_target = net.apply(target_params, batch["next_obs"])
-        if config.double_dqn:
-            q_next_online = net.apply(params, batch["next_obs"])
-            best = jnp.argmax(jnp.where(mask, q_next_online, -jnp.inf), axis=-1)
-        else:
-            best = jnp.argmax(jnp.where(mask, q_next_target, -jnp.inf), axis=-1)
-        bootstrap = jnp.take_along_axis(q_next_target, best[..., None], axis=-1)[..., 0]
-        targets = nstep_targets_batch(batch["reward"], batch["terminated"][..., None],
-                                      batch["truncated"][..., None], bootstrap, gamma)
-        td = q_taken - jax.lax.stop_gradient(targets)
-        return 0.5 * jnp.mean(td * td), jnp.mean(q_taken)
-
     def learn(state: DQNState, key: jax.Array) -> tuple[DQNState, tuple[jax.Array, jax.Array]]:
         batch = buffer.sample(state.buffer, key).experience
-        (loss, q_mean), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            state.params, state.target_params, batch, state.hp.gamma)
+        (loss_value, q_mean), grads = jax.value_and_grad(loss, has_aux=True)(
+            state.params, state.target_params, batch, state.hp)
         lr = state.hp.lr
         if config.anneal_lr:
             lr = lr * (1.0 - state.update_step / config.num_updates)
@@ -186,7 +231,7 @@ def make_learner(config: DQNConfig, env: Env, env_params: Any) -> Learner:
         updates, opt_state = optimizer(lr=lr, max_grad_norm=state.hp.max_grad_norm
                                        ).update(grads, opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        return state.replace(params=params, opt_state=opt_state), (loss, q_mean)
+        return state.replace(params=params, opt_state=opt_state), (loss_value, q_mean)
 
     def update(state: DQNState) -> tuple[DQNState, dict[str, jax.Array]]:
         hp = state.hp
@@ -196,7 +241,7 @@ def make_learner(config: DQNConfig, env: Env, env_params: Any) -> Learner:
                                   steps_before / total_steps)
 
         def policy(key: jax.Array, ts: TimeStep):
-            q = net.apply(state.params, ts.obs)
+            q = agent_q(state.params, ts.obs)
             return epsilon_greedy(key, q, ts.action_mask, epsilon), {}
 
         rollout, tr, info = collect(venv, env_params, policy, state.rollout, k_roll,
@@ -204,31 +249,54 @@ def make_learner(config: DQNConfig, env: Env, env_params: Any) -> Learner:
         items = {"obs": tr.obs, "action": tr.action, "reward": tr.reward,
                  "terminated": tr.terminated, "truncated": tr.truncated,
                  "next_obs": tr.next_obs, "next_action_mask": tr.next_action_mask}
+        if store_global_state:
+            items.update(global_state=tr.global_state, next_global_state=tr.next_global_state)
         items = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), items)  # (B, T, ...)
         state = state.replace(buffer=buffer.add(state.buffer, items), rollout=rollout, key=key)
         env_steps = steps_before + config.rollout_length * config.num_envs
         ready = buffer.can_sample(state.buffer) & (env_steps >= config.learning_starts)
 
         def do_learn(state: DQNState):
-            state, (loss, q_mean) = jax.lax.scan(learn, state,
-                                                 jax.random.split(k_learn, config.num_epochs))
-            return state, jnp.mean(loss), jnp.mean(q_mean)
+            state, (loss_value, q_mean) = jax.lax.scan(
+                learn, state, jax.random.split(k_learn, config.num_epochs))
+            return state, jnp.mean(loss_value), jnp.mean(q_mean)
 
         def skip(state: DQNState):
             return state, jnp.zeros(()), jnp.zeros(())
 
-        state, loss, q_mean = jax.lax.cond(ready, do_learn, skip, state)
+        state, loss_value, q_mean = jax.lax.cond(ready, do_learn, skip, state)
         sync = (state.update_step + 1) % config.target_update_interval == 0
         target = jax.tree.map(
             lambda online, old: jnp.where(sync, hp.tau * online + (1.0 - hp.tau) * old, old),
             state.params, state.target_params)
         state = state.replace(target_params=target, update_step=state.update_step + 1)
         metrics = episode_metrics(info)
-        metrics.update(loss=loss, q_mean=q_mean, epsilon=epsilon, learning=ready,
+        metrics.update(loss=loss_value, q_mean=q_mean, epsilon=epsilon, learning=ready,
                        env_steps=env_steps, lr=state.opt_state.hyperparams["lr"])
         return state, metrics
 
     return Learner(init, update, make_train(init, update, config.num_updates))
+
+
+def make_learner(config: DQNConfig, env: Env, env_params: Any) -> Learner:
+    """Independent DQN on ``env`` (discrete actions)."""
+    net = make_network(config, env)
+
+    def init_params(key: jax.Array) -> Any:
+        return net.init(key, jnp.zeros((env.num_agents, env.obs_dim), jnp.float32))
+
+    def loss(params: Any, target_params: Any, batch: dict[str, jax.Array],
+             hp: DQNHyperparams) -> tuple[jax.Array, jax.Array]:
+        q = net.apply(params, batch["obs"][:, 0])  # (B, N, A)
+        q_taken = jnp.take_along_axis(q, batch["action"][:, 0, :, None], axis=-1)[..., 0]
+        bootstrap = bootstrap_values(net.apply, params, target_params, batch["next_obs"],
+                                     batch["next_action_mask"], config.double_dqn)
+        targets = nstep_targets_batch(batch["reward"], batch["terminated"][..., None],
+                                      batch["truncated"][..., None], bootstrap, hp.gamma)
+        return td_loss(q_taken, targets, hp.hysteretic_beta), jnp.mean(q_taken)
+
+    return make_q_learner(config, env, env_params, init_params=init_params,
+                          agent_q=net.apply, loss=loss)
 
 
 def greedy_policy(config: DQNConfig, env: Env, params: Any):

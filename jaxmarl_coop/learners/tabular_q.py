@@ -11,6 +11,14 @@ with ``s'`` the index of the true next observation (the final one when an episod
 so a truncated episode bootstraps from it and a terminated one does not). With several
 envs stepped at once, the TD errors of transitions that hit the same ``(i, s, a)`` in one
 step are averaged before the update (with ``num_envs=1`` this is exactly the rule above).
+
+Hysteretic Q-learning (Matignon, Laurent & Le Fort-Piat 2007) uses a smaller learning rate
+for bad news: with ``delta = r_i + gamma ... - Q_i[s, a]`` the update is ``alpha * delta``
+when ``delta >= 0`` and ``hysteretic_beta * alpha * delta`` when ``delta < 0``. An
+independent learner then discounts the low payoffs it gets when its partner explores, which
+helps a team of them find a coordinated optimum (the climbing game). Each transition's TD
+error is scaled before the averaging above; ``hysteretic_beta = 1`` (the default) is the
+plain rule, bit for bit.
 Actions are epsilon-greedy (ties broken at random) with epsilon decaying linearly from
 ``epsilon_start`` to ``epsilon_end`` over the first ``epsilon_decay_fraction`` of training.
 """
@@ -48,6 +56,7 @@ class TabularQHyperparams:
     epsilon_end: float = 0.05
     epsilon_decay_fraction: float = 0.5
     q_init: float = 0.0
+    hysteretic_beta: float = 1.0  # learning-rate factor for negative TD errors, in (0, 1]
 
     def __post_init__(self) -> None:
         check_param("alpha", self.alpha, low=0.0, high=1.0, low_inclusive=False)
@@ -57,6 +66,8 @@ class TabularQHyperparams:
         check_param("epsilon_decay_fraction", self.epsilon_decay_fraction, low=0.0, high=1.0,
                     low_inclusive=False)
         check_param("q_init", self.q_init)
+        check_param("hysteretic_beta", self.hysteretic_beta, low=0.0, high=1.0,
+                    low_inclusive=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +131,8 @@ def make_learner(config: TabularQConfig, env: Env, env_params: Any) -> Learner:
         rollout, tr, info = collect(venv, env_params, policy, state.rollout, key, 1)
         tr = jax.tree.map(lambda x: x[0], tr)
         q = q_update(state.q, env.obs_index(tr.obs), tr.action, tr.reward, tr.terminated,
-                     env.obs_index(tr.next_obs), tr.next_action_mask, hp.alpha, hp.gamma)
+                     env.obs_index(tr.next_obs), tr.next_action_mask, hp.alpha, hp.gamma,
+                     hp.hysteretic_beta)
         td = q - state.q
         info = jax.tree.map(lambda x: x[0], info)
         return (state.replace(q=q, rollout=rollout), t + 1), (info, jnp.sum(jnp.abs(td)),
@@ -141,12 +153,14 @@ def make_learner(config: TabularQConfig, env: Env, env_params: Any) -> Learner:
 
 
 def q_update(q: jax.Array, s: jax.Array, a: jax.Array, r: jax.Array, terminated: jax.Array,
-             s_next: jax.Array, next_mask: jax.Array, alpha: jax.Array, gamma: jax.Array
-             ) -> jax.Array:
+             s_next: jax.Array, next_mask: jax.Array, alpha: jax.Array | float,
+             gamma: jax.Array | float, beta: jax.Array | float = 1.0) -> jax.Array:
     """One batch of the seed's update on tables ``q`` ``(N, S, A)``.
 
     ``s, a, r, s_next``: ``(B, N)``; ``terminated``: ``(B,)``; ``next_mask``: ``(B, N, A)``
-    legal actions at ``s_next``. TD errors that hit the same ``(agent, s, a)`` are averaged.
+    legal actions at ``s_next``. Negative TD errors are scaled by ``beta`` (hysteretic
+    Q-learning; 1 is the plain rule), then TD errors that hit the same ``(agent, s, a)`` are
+    averaged.
     """
     n, num_states, num_actions = q.shape
     agents = jnp.arange(n)
@@ -154,6 +168,7 @@ def q_update(q: jax.Array, s: jax.Array, a: jax.Array, r: jax.Array, terminated:
     not_terminal = 1.0 - terminated.astype(jnp.float32)[:, None]
     target = r + gamma * not_terminal * jnp.max(next_q, axis=-1)
     td = target - q[agents, s, a]  # (B, N)
+    td = jnp.where(td < 0.0, beta * td, td)
     flat = ((agents * num_states + s) * num_actions + a).reshape(-1)
     td_sum = jnp.zeros(q.size, q.dtype).at[flat].add(td.reshape(-1))
     hits = jnp.zeros(q.size, q.dtype).at[flat].add(1.0)

@@ -84,6 +84,42 @@ def test_learning_rate_annealing():
                                rtol=1e-5)
 
 
+def test_hysteretic_td_loss_weights_negative_errors_by_beta():
+    prediction = jnp.array([1.0, 3.0, 2.0])
+    target = jnp.array([2.0, 1.0, 2.0])  # TD errors target - Q: +1, -2, 0
+    loss, grad = jax.value_and_grad(dqn.td_loss)(prediction, target, 0.25)
+    # weights 1, 0.25, 1: 0.5 * mean(1 * 1, 0.25 * 4, 0) = 1/3
+    assert float(loss) == pytest.approx(1.0 / 3.0)
+    np.testing.assert_allclose(np.asarray(grad), [-1.0 / 3.0, 0.25 * 2.0 / 3.0, 0.0],
+                               rtol=1e-6)
+    assert float(dqn.td_loss(prediction, target, 1.0)) == pytest.approx(0.5 * 5.0 / 3.0)
+    # the target is held fixed: no gradient flows into it
+    target_grad = jax.grad(dqn.td_loss, argnums=1)(prediction, target, 0.25)
+    np.testing.assert_array_equal(np.asarray(target_grad), 0.0)
+
+
+def test_hysteretic_dqn_coordinates_on_the_penalty_game():
+    """With a large miscoordination penalty (k = -25) independent DQN learners settle on the
+    safe (1, 1); hysteretic ones (beta = 0.1) reach an optimum, (0, 0) or (2, 2).
+    Measured (16 seeds, key 0): plain 0/16, hysteretic 16/16."""
+    env, params = make("penalty-v1", k=-25.0)
+    config = dqn.DQNConfig(num_envs=4, rollout_length=1, num_updates=300, buffer_size=400,
+                           batch_size=32, learning_starts=64, target_update_interval=10,
+                           hidden=(16,))
+    seeds = 16
+    keys = jnp.tile(jax.random.split(jax.random.PRNGKey(0), seeds), (2, 1))
+    hp = stack_hyperparams(config.hyperparams(
+        lr=3e-3, gamma=0.0, epsilon_decay_fraction=0.5,
+        hysteretic_beta=jnp.repeat(jnp.array([1.0, 0.1]), seeds)), 2 * seeds)
+    state, _ = jax.jit(jax.vmap(dqn.make_learner(config, env, params).train))(keys, hp)
+    net = dqn.make_network(config, env)
+    q = jax.vmap(lambda p: net.apply(p, jnp.ones((2, 1))))(state.params)  # (runs, 2, A)
+    joint = np.asarray(jnp.argmax(q, axis=-1))
+    optimal = np.all(joint == 0, axis=1) | np.all(joint == 2, axis=1)
+    plain, hysteretic = int(optimal[:seeds].sum()), int(optimal[seeds:].sum())
+    assert plain <= 4 and hysteretic >= 14, (plain, hysteretic)
+
+
 @pytest.mark.parametrize(("build", "match"), [
     (lambda: dqn.DQNConfig(buffer_size=16, batch_size=32), "buffer_size"),
     (lambda: dqn.DQNConfig(num_envs=0), "num_envs"),
@@ -93,6 +129,8 @@ def test_learning_rate_annealing():
     (lambda: dqn.DQNHyperparams(epsilon_end=-0.1), "epsilon_end"),
     (lambda: dqn.DQNHyperparams(lr=0.0), "lr"),
     (lambda: dqn.DQNHyperparams(gamma=1.2), "gamma"),
+    (lambda: dqn.DQNHyperparams(hysteretic_beta=0.0), "hysteretic_beta"),
+    (lambda: dqn.DQNHyperparams(hysteretic_beta=2.0), "hysteretic_beta"),
 ])
 def test_bad_config_raises_before_compiling(build, match):
     with pytest.raises(ValueError, match=match):
