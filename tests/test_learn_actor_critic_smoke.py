@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import math
-import subprocess
-import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from conftest import finite as _finite
 
 
-def _finite(stats: dict) -> bool:
-    return isinstance(stats["mean"], float) and math.isfinite(stats["mean"])
-
-
-def test_learn_actor_critic_quick_run_writes_json_and_plots(tmp_path: Path) -> None:
-    out = tmp_path / "lac"
-    proc = subprocess.run(
-        [sys.executable, "-m", "experiments.benchmarks.learn_actor_critic", "--quick",
-         "--skip-jaxmarl", "--out", str(out)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=280, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+def test_learn_actor_critic_quick_run_writes_json_and_plots(run_benchmark) -> None:
+    proc, data, _ = run_benchmark("learn_actor_critic", "--quick", "--skip-jaxmarl")
     assert "greedy team return" in proc.stdout and "env steps/s" in proc.stdout
 
-    data = json.loads((out / "results.json").read_text())
-    assert not list(out.glob("*.tmp"))  # the atomic write left no temp file
     for field in ("cpu_model", "cpu_count", "jax_version", "backend"):
         assert data["machine"][field], field
     seeds = data["settings"]["seeds"]

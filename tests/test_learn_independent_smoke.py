@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from conftest import finite as _finite
 
 
-def _finite(x: object) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)
-
-
-def test_learn_independent_quick_run_writes_the_expected_json(tmp_path: Path) -> None:
-    out = tmp_path / "learn_independent"
-    proc = subprocess.run(
-        [sys.executable, "-m", "experiments.benchmarks.learn_independent", "--quick",
-         "--skip-jaxmarl", "--out", str(out)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=240, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+def test_learn_independent_quick_run_writes_the_expected_json(run_benchmark) -> None:
+    proc, data, _ = run_benchmark("learn_independent", "--quick", "--skip-jaxmarl",
+                                    timeout=240)
     assert "Tabular Q" in proc.stdout and "env steps/s" in proc.stdout  # tables printed
 
-    data = json.loads((out / "results.json").read_text())
-    assert not list(out.glob("*.tmp"))  # the atomic write left no temp file
     for field in ("cpu_model", "usable_cores", "jax_version", "backend"):
         assert data["machine"][field], field
     assert data["settings"]["quick"] is True

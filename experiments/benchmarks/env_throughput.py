@@ -38,7 +38,6 @@ import platform  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -47,6 +46,8 @@ from typing import Any  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+
+from jaxmarl_coop.runs import write_json_atomic  # noqa: E402
 
 OUR_ENVS = ("spread-v3", "tag-v3", "tracking-v1")
 #: Our env id -> JaxMARL env id (envs without one have no JaxMARL row).
@@ -417,21 +418,6 @@ def format_table(rows: list[dict[str, Any]]) -> str:
                      f"{_fmt(r.get('ratio_vs_jaxmarl'), '.2f'):>10} "
                      f"{_fmt(r.get('ratio_vs_mpe2'), ',.0f'):>9}")
     return "\n".join(lines)
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` to a temp file next to ``path``, then ``os.replace`` it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _progress(row: dict[str, Any]) -> None:

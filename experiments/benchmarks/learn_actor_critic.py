@@ -35,7 +35,7 @@ band over seeds of the per-update ``episode_return`` against env steps) are save
 Hangs: flax's orthogonal init is a QR factorisation; vmapped over seeds it becomes a batched
 LAPACK call that deadlocks jaxlib 0.10's CPU runtime on 2 cores (see ``jaxmarl_coop.runtime``).
 Our networks initialise without LAPACK. JaxMARL's scripts are traced with ``jnp.linalg.qr``
-replaced, for the duration of their tracing only, by Gram-Schmidt (``_qr_by_gram_schmidt``):
+replaced, for the duration of their tracing only, by Gram-Schmidt (``common.qr_by_gram_schmidt``):
 the same matrices from the same draws, no LAPACK call; nothing in their files changes. A call
 running past ``HANG_TIMEOUT_S`` still makes the process dump its stacks and exit;
 results.json is written after every part, and ``--only`` runs in the same ``--out`` folder
@@ -57,16 +57,12 @@ configure_xla()  # before any JAX computation: safe XLA_FLAGS on small CPU machi
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
-import datetime  # noqa: E402
 import faulthandler  # noqa: E402
-import importlib.util  # noqa: E402
 import io  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
-import re  # noqa: E402
 import statistics  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
@@ -77,21 +73,27 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from experiments.benchmarks.common import (  # noqa: E402
+    calls_lapack,
+    check_at_least_one,
     ci,
     compile_timed,
     evaluate_policies,
     fmt,
     git_commit,
     learning_curve,
+    load_script,
+    load_yaml,
     log,
+    plot_section_curves,
     pm,
+    qr_by_gram_schmidt,
+    results_header,
 )
 from experiments.benchmarks.env_throughput import (  # noqa: E402
     _cpu_sample,
     _jaxmarl_version,
     _others_busy,
     _own_cores,
-    machine_info,
     other_cpu_busy,
 )
 from jaxmarl_coop.envs import greedy_chase_policy, make, random_policy  # noqa: E402
@@ -298,66 +300,10 @@ def run_tracking(args: argparse.Namespace) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 # 3. throughput against JaxMARL's IPPO-FF and MAPPO-RNN, unmodified from a checkout
 # --------------------------------------------------------------------------------------------
-def load_script(repo: Path, rel: str) -> Any:
-    """Import a JaxMARL baseline file from ``repo`` as a module (unmodified)."""
-    path = repo / rel
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: --jaxmarl-repo must be a JaxMARL checkout")
-    name = "jaxmarl_baseline_" + Path(rel).stem
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    with contextlib.redirect_stdout(io.StringIO()):  # jaxmarl prints on import
-        spec.loader.exec_module(module)
-    return module
-
-
-def load_yaml(repo: Path, rel: str) -> dict[str, Any]:
-    from omegaconf import OmegaConf
-
-    return OmegaConf.to_container(OmegaConf.load(repo / rel))
-
-
-@contextlib.contextmanager
-def _qr_by_gram_schmidt() -> Any:
-    """While JaxMARL's programs are traced: the QR of a tall matrix by Gram-Schmidt (the
-    orthogonal init's only LAPACK call; see the module docstring). jax's initialiser calls
-    ``jax._src.numpy.linalg.qr`` (through ``jax.random.orthogonal``); older versions
-    ``jax.numpy.linalg.qr``: both are replaced."""
-    import jax.numpy as jnp
-    from jax._src.numpy import linalg as jnp_linalg
-
-    from jaxmarl_coop.learners.networks import _gram_schmidt
-
-    originals = [(module, module.qr) for module in (jnp.linalg, jnp_linalg)]
-
-    def qr(a: Any, mode: str = "reduced") -> Any:
-        if mode != "reduced" or a.shape[-2] < a.shape[-1]:
-            return originals[0][1](a, mode=mode)
-        q = jnp.vectorize(_gram_schmidt, signature="(m,k)->(m,k)")(a)
-        return q, jnp.swapaxes(q, -1, -2) @ a
-
-    for module, _ in originals:
-        module.qr = qr
-    jax.clear_caches()  # jax.random.orthogonal is jitted: drop any trace made without this
-    try:
-        yield
-    finally:
-        for module, original in originals:
-            module.qr = original
-        jax.clear_caches()
-
-
-def calls_lapack(hlo_text: str) -> bool:
-    """Whether a compiled program calls a LAPACK kernel (``lapack_sgeqrf_ffi`` etc.)."""
-    return re.search(r"lapack_\w+|geqrf", hlo_text) is not None
-
-
 def _time_program(fn: Callable[..., Any], make_args: Callable[[int], tuple[Any, ...]],
                   repeats: int, patch_qr: bool = False) -> tuple[Any, dict[str, Any]]:
     """Compile ``fn`` (timed apart), then ``repeats`` timed runs with fresh keys; median."""
-    with _qr_by_gram_schmidt() if patch_qr else contextlib.nullcontext():
+    with qr_by_gram_schmidt() if patch_qr else contextlib.nullcontext():
         compiled, timing = compile_timed(fn, *make_args(0))
         timing["calls_lapack"] = calls_lapack(compiled.as_text())
     if timing["calls_lapack"]:  # a batched LAPACK call can deadlock (see the docstring)
@@ -579,40 +525,9 @@ def throughput_table(rows: list[dict[str, Any]]) -> str:
 
 def plot_curves(section: dict[str, Any], out: Path, extra_metric: str | None = None) -> str:
     """Mean ± 95% band over seeds of the per-update team return (and one more metric)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = [("episode_return", "team return per episode (training)")]
-    if extra_metric:
-        panels.append((extra_metric, extra_metric.replace("episode_", "") + " per step"))
-    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 4.4), squeeze=False)
-    for ax, (metric, label) in zip(axes[0], panels, strict=True):
-        for i, run in enumerate(section["runs"]):
-            curve = run["learning_curves"].get(metric)
-            if not curve or not curve["env_steps"]:
-                continue
-            x, y = np.asarray(curve["env_steps"]), np.asarray(curve["mean"])
-            half = np.nan_to_num(np.asarray(curve["ci95"], np.float64))
-            seeds = run["timing"]["seeds"]
-            ax.plot(x, y, color=f"C{i}", label=f"{run['variant']} ({seeds} seeds)")
-            ax.fill_between(x, y - half, y + half, color=f"C{i}", alpha=0.2)
-        key = "return" if metric == "episode_return" else metric[len("episode_"):]
-        for j, (name, ev) in enumerate(section["references"].items()):
-            if key in ev:
-                ax.axhline(ev[key]["mean"], ls="--", lw=1, color=f"C{len(section['runs']) + j}",
-                           label=f"{name} (evaluation)")
-        ax.set_xlabel("env steps (per seed)")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.suptitle(f"{section['env']}: actor-critic training, mean ± 95% CI over seeds")
-    fig.tight_layout()
-    path = out / f"learning_curves_{section['env']}.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return str(path)
+    return plot_section_curves(
+        section, out / f"learning_curves_{section['env']}.png",
+        f"{section['env']}: actor-critic training, mean ± 95% CI over seeds", extra_metric)
 
 
 # --------------------------------------------------------------------------------------------
@@ -652,10 +567,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             setattr(args, name, value)
     if args.a2c_steps is None:
         args.a2c_steps = args.steps
-    for name in ("seeds", "steps", "a2c_steps", "tracking_steps", "eval_episodes",
-                 "throughput_repeats"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be >= 1")
+    check_at_least_one(p, args, "seeds", "steps", "a2c_steps", "tracking_steps",
+                       "eval_episodes", "throughput_repeats")
     # updates per timed single-seed run (a quarter of that with vmapped seeds): a few seconds
     args.throughput_updates = ({"IPPO": 2, "IPPO-1x1": 2, "MAPPO": 2} if quick
                                else {"IPPO": 64, "IPPO-1x1": 64, "MAPPO": 16})
@@ -668,24 +581,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    data: dict[str, Any] = {
-        "benchmark": "learn_actor_critic", "schema_version": 1,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": [sys.executable, "-m", "experiments.benchmarks.learn_actor_critic",
-                    *(sys.argv[1:] if argv is None else argv)],
-        "machine": machine_info(), "settings": vars(args),
-        "variants": {n: {"algorithm": a, "critic": c, "config": cfg, "hyperparams": hp}
-                     for n, (a, c, cfg, hp) in VARIANTS.items()},
-        "method": ("each training run is one jit(vmap(train)) over seeds, lowered and compiled "
-                   "apart (trace_and_compile_s) and timed once (run_s); final policies are "
-                   "evaluated greedily (mode of the policy), eval_episodes whole episodes per "
-                   "seed; mean ± 95% Student-t CI over seeds; throughput rows: compiled apart, "
-                   "median of throughput_repeats timed runs"),
-        "plots": [],
-    }
-    busy = data["machine"]["other_cpu_busy_start"]
-    if busy is not None and busy > 0.1:
-        log(f"warning: other processes keep {busy:.0%} of the CPUs busy; timings will suffer")
+    data = results_header(
+        "learn_actor_critic", argv, vars(args),
+        "each training run is one jit(vmap(train)) over seeds, lowered and compiled apart "
+        "(trace_and_compile_s) and timed once (run_s); final policies are evaluated greedily "
+        "(mode of the policy), eval_episodes whole episodes per seed; mean ± 95% Student-t "
+        "CI over seeds; throughput rows: compiled apart, median of throughput_repeats timed "
+        "runs")
+    data["variants"] = {n: {"algorithm": a, "critic": c, "config": cfg, "hyperparams": hp}
+                        for n, (a, c, cfg, hp) in VARIANTS.items()}
+    data["plots"] = []
     results = out / "results.json"
 
     def save() -> dict[str, Any]:

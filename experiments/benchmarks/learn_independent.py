@@ -50,17 +50,11 @@ from jaxmarl_coop.runtime import configure_xla
 configure_xla()  # before any JAX computation: safe XLA_FLAGS on small CPU machines
 
 import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import copy  # noqa: E402
-import datetime  # noqa: E402
-import importlib.util  # noqa: E402
-import io  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
 from collections import Counter  # noqa: E402
-from collections.abc import Callable, Sequence  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -69,21 +63,23 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from experiments.benchmarks.common import (  # noqa: E402
+    add_throughput,
+    check_at_least_one,
     ci,
     evaluate_policies,
     fmt,
     git_commit,
+    jaxmarl_version,
     learning_curve,
+    load_script,
     log,
     pm,
+    qlearning_config,
+    results_header,
+    run_jaxmarl_qlearning,
+    timed_train,
 )
-from experiments.benchmarks.env_throughput import (  # noqa: E402
-    _cpu_sample,
-    _others_busy,
-    _own_cores,
-    machine_info,
-    other_cpu_busy,
-)
+from experiments.benchmarks.env_throughput import other_cpu_busy  # noqa: E402
 from jaxmarl_coop.envs import greedy_chase_policy, make, random_policy  # noqa: E402
 from jaxmarl_coop.learners import dqn, tabular_q  # noqa: E402
 from jaxmarl_coop.learners.base import stack_hyperparams  # noqa: E402
@@ -136,29 +132,6 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def _timed_train(fn: Callable[..., Any], *args: Any) -> tuple[Any, dict[str, Any]]:
-    """``jax.jit(fn)`` compiled for ``args`` (timed apart), then one timed call."""
-    t0 = time.perf_counter()
-    lowered = jax.jit(fn).lower(*args)
-    t1 = time.perf_counter()
-    compiled = lowered.compile()
-    t2 = time.perf_counter()
-    cpu0 = _cpu_sample()
-    out = jax.block_until_ready(compiled(*args))
-    t3 = time.perf_counter()
-    cpu1 = _cpu_sample()
-    return out, {"lower_s": t1 - t0, "compile_s": t2 - t1, "trace_and_compile_s": t2 - t0,
-                 "run_s": t3 - t2, "other_cpu_busy": _others_busy(cpu0, cpu1),
-                 "own_cores_used": _own_cores(cpu0, cpu1, t3 - t2)}
-
-
-def _throughput(timing: dict[str, Any], seeds: int, steps_per_seed: int) -> dict[str, Any]:
-    timing.update(seeds=seeds, env_steps_per_seed=steps_per_seed,
-                  env_steps_per_s=seeds * steps_per_seed / timing["run_s"],
-                  env_steps_per_s_per_seed=steps_per_seed / timing["run_s"])
-    return timing
-
-
 # --------------------------------------------------------------------------------------------
 # 1. tabular Q on matrix games
 # --------------------------------------------------------------------------------------------
@@ -175,8 +148,8 @@ def run_tabular(game: str, kwargs: dict[str, float], seeds: int,
                              seeds) for name in settings]
     hp = jax.tree.map(lambda *xs: jnp.concatenate(xs), *hps)
     keys = jnp.tile(jax.random.split(jax.random.PRNGKey(seed), seeds), (len(settings), 1))
-    (state, metrics), timing = _timed_train(jax.vmap(learner.train), keys, hp)
-    _throughput(timing, seeds * len(settings), config.total_env_steps)
+    (state, metrics), timing = timed_train(jax.vmap(learner.train), keys, hp)
+    add_throughput(timing, seeds * len(settings), config.total_env_steps)
     timing["covers"] = f"all {len(settings)} exploration settings of this game"
     table = np.asarray(env.payoff_tables(params)[0])
     q_all = np.asarray(state.q)[:, :, 0, :]  # (settings*seeds, agents, actions): index 0
@@ -236,9 +209,9 @@ def run_dqn(env_id: str, kwargs: dict[str, Any], args: argparse.Namespace) -> di
     keys = jax.random.split(jax.random.PRNGKey(args.seed), args.seeds)
     log(f"DQN {env_id}: {args.seeds} seeds x {config.total_env_steps:,} env steps "
          f"({config.num_updates} updates) ...")
-    (state, metrics), timing = _timed_train(jax.vmap(learner.train), keys,
+    (state, metrics), timing = timed_train(jax.vmap(learner.train), keys,
                                             stack_hyperparams(hp, args.seeds))
-    _throughput(timing, args.seeds, config.total_env_steps)
+    add_throughput(timing, args.seeds, config.total_env_steps)
     log(f"  compile {timing['trace_and_compile_s']:.1f} s, run {timing['run_s']:.1f} s, "
          f"{timing['env_steps_per_s']:,.0f} env steps/s (all seeds)")
     metrics = jax.device_get(metrics)
@@ -264,98 +237,26 @@ def run_dqn(env_id: str, kwargs: dict[str, Any], args: argparse.Namespace) -> di
 # --------------------------------------------------------------------------------------------
 # 3. JaxMARL IQL (RNN), unmodified from a checkout
 # --------------------------------------------------------------------------------------------
-def load_jaxmarl_iql(repo: Path) -> Any:
-    """Import ``baselines/QLearning/iql_rnn.py`` from ``repo`` as a module (unmodified)."""
-    path = repo / JAXMARL_SCRIPT
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: --jaxmarl-repo must be a JaxMARL checkout")
-    spec = importlib.util.spec_from_file_location("jaxmarl_baseline_iql_rnn", path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    with contextlib.redirect_stdout(io.StringIO()):  # jaxmarl prints on import
-        spec.loader.exec_module(module)
-    return module
-
-
-def jaxmarl_default_config(repo: Path) -> dict[str, Any]:
-    """Its config.yaml with alg/ql_rnn_mpe.yaml merged on top, as ``+alg=ql_rnn_mpe``."""
-    from omegaconf import OmegaConf
-
-    base = OmegaConf.to_container(OmegaConf.load(repo / JAXMARL_CONFIG))
-    alg = OmegaConf.to_container(OmegaConf.load(repo / JAXMARL_ALG_CONFIG))
-    base["alg"] = alg
-    return {**base, **alg}  # what its single_run() does
-
-
-def run_jaxmarl_iql(module: Any, defaults: dict[str, Any], *, steps: int, seeds: int,
-                    test: bool, test_num_envs: int | None = None) -> dict[str, Any]:
-    """One ``jit(vmap(make_train(config, env)))`` run of its IQL; compile timed apart."""
-    overrides: dict[str, Any] = {"TOTAL_TIMESTEPS": int(steps), "NUM_SEEDS": int(seeds),
-                                 "WANDB_MODE": "disabled"}
-    if not test:
-        overrides["TEST_DURING_TRAINING"] = False
-    if test_num_envs is not None:
-        overrides["TEST_NUM_ENVS"] = int(test_num_envs)
-    config = {**copy.deepcopy(defaults), **overrides}
-    with contextlib.redirect_stdout(io.StringIO()):
-        env, env_name = module.env_from_config(copy.deepcopy(config))
-        train = module.make_train(config, env)  # sets config["NUM_UPDATES"]
-    rngs = jax.random.split(jax.random.PRNGKey(config["SEED"]), config["NUM_SEEDS"])
-    log(f"JaxMARL IQL {env_name}: {seeds} seeds x {steps:,} env steps "
-         f"({config['NUM_UPDATES']} updates, tests during training: {test}) ...")
-    outs, timing = _timed_train(jax.vmap(train), rngs)
-    per_seed = int(config["NUM_UPDATES"]) * config["NUM_STEPS"] * config["NUM_ENVS"]
-    _throughput(timing, seeds, per_seed)
-    log(f"  compile {timing['trace_and_compile_s']:.1f} s, run {timing['run_s']:.1f} s, "
-         f"{timing['env_steps_per_s']:,.0f} env steps/s (all seeds)")
-    result: dict[str, Any] = {"overrides": overrides, "num_updates": int(config["NUM_UPDATES"]),
-                              "timing": timing}
-    if test:
-        # its train() returns no per-update metrics (they only go to wandb), but the runner
-        # state keeps its latest greedy test (every TEST_INTERVAL of the updates)
-        tests = jax.device_get(outs["runner_state"][2])
-        agents = list(env.agents)
-        # MPELogWrapper logs N x each agent's return, so the mean over agents of its logged
-        # returns is the team return (sum over agents), the same quantity as ours
-        team = np.mean([tests[f"returned_episode_returns_{a}"] for a in agents], axis=0)
-        length = np.mean([tests[f"returned_episode_lengths_{a}"] for a in agents], axis=0)
-        num_updates = int(config["NUM_UPDATES"])
-        interval = int(num_updates * config["TEST_INTERVAL"])
-        last_test = num_updates - num_updates % interval
-        result.update({
-            "test_num_envs": int(config["TEST_NUM_ENVS"]),
-            "test_num_steps": int(config["TEST_NUM_STEPS"]),
-            "final_test_update": last_test,
-            "final_test_env_steps": last_test * config["NUM_STEPS"] * config["NUM_ENVS"],
-            "final_episode_length": float(np.mean(length)),
-            "final_team_return": ci(team),
-            "final_per_step_x25": ci(team * 25.0 / EPISODE_STEPS["jaxmarl"]),
-        })
-    return result
-
-
 def run_jaxmarl(args: argparse.Namespace) -> dict[str, Any]:
     repo = Path(args.jaxmarl_repo).resolve()
-    module = load_jaxmarl_iql(repo)
-    defaults = jaxmarl_default_config(repo)
+    module = load_script(repo, JAXMARL_SCRIPT)
+    defaults = qlearning_config(repo, JAXMARL_ALG_CONFIG)
     import jaxmarl
-
-    from experiments.benchmarks.env_throughput import _jaxmarl_version
 
     info = {"status": "ok", "repo": str(repo), "commit": git_commit(repo),
             "script": JAXMARL_SCRIPT, "config_files": [JAXMARL_CONFIG, JAXMARL_ALG_CONFIG],
-            "default_config": defaults, "jaxmarl_version": _jaxmarl_version(),
+            "default_config": defaults, "jaxmarl_version": jaxmarl_version(),
             "jaxmarl_module": os.path.dirname(jaxmarl.__file__), "env": JAXMARL_ENV}
     if defaults["ENV_NAME"] != JAXMARL_ENV:
         raise ValueError(f"its default ENV_NAME is {defaults['ENV_NAME']}, not {JAXMARL_ENV}")
     test_envs = 32 if args.quick else None
-    info["throughput_run"] = run_jaxmarl_iql(module, defaults, steps=args.jaxmarl_timing_steps,
-                                             seeds=args.jaxmarl_timing_seeds, test=False)
+    info["throughput_run"] = run_jaxmarl_qlearning(
+        module, defaults, "IQL", steps=args.jaxmarl_timing_steps,
+        seeds=args.jaxmarl_timing_seeds, test=False)
     if not args.throughput_only:
-        info["return_run"] = run_jaxmarl_iql(module, defaults, steps=args.jaxmarl_steps,
-                                             seeds=args.jaxmarl_seeds, test=True,
-                                             test_num_envs=test_envs)
+        info["return_run"] = run_jaxmarl_qlearning(
+            module, defaults, "IQL", steps=args.jaxmarl_steps, seeds=args.jaxmarl_seeds,
+            test=True, test_num_envs=test_envs)
     return info
 
 
@@ -535,11 +436,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.jaxmarl_timing_steps = 8 * 26 * 20 if quick else args.dqn_steps // 4
     if args.jaxmarl_timing_seeds is None:
         args.jaxmarl_timing_seeds = 1 if quick else args.seeds
-    for name in ("seeds", "tabular_seeds", "tabular_steps", "dqn_steps", "eval_episodes",
-                 "jaxmarl_steps", "jaxmarl_seeds", "jaxmarl_timing_steps",
-                 "jaxmarl_timing_seeds"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be >= 1")
+    check_at_least_one(p, args, "seeds", "tabular_seeds", "tabular_steps", "dqn_steps",
+                       "eval_episodes", "jaxmarl_steps", "jaxmarl_seeds",
+                       "jaxmarl_timing_steps", "jaxmarl_timing_seeds")
     return args
 
 
@@ -548,19 +447,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    data: dict[str, Any] = {
-        "benchmark": "learn_independent", "schema_version": 1,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": [sys.executable, "-m", "experiments.benchmarks.learn_independent",
-                    *(sys.argv[1:] if argv is None else argv)],
-        "machine": machine_info(), "settings": vars(args),
-        "method": ("each training run is one jit(vmap(train)) over seeds, lowered and "
-                   "compiled apart (trace_and_compile_s) and then timed once (run_s); env "
-                   "steps/s = seeds x env steps per seed / run_s"),
-    }
-    busy = data["machine"]["other_cpu_busy_start"]
-    if busy is not None and busy > 0.1:
-        log(f"warning: other processes keep {busy:.0%} of the CPUs busy; timings will suffer")
+    data = results_header(
+        "learn_independent", argv, vars(args),
+        "each training run is one jit(vmap(train)) over seeds, lowered and compiled apart "
+        "(trace_and_compile_s) and then timed once (run_s); env steps/s = seeds x env steps "
+        "per seed / run_s")
 
     # 1. tabular Q
     tab_rows_per_seed = 25

@@ -43,11 +43,9 @@ configure_xla()  # before any JAX computation: safe XLA_FLAGS on small CPU machi
 
 import argparse  # noqa: E402
 import dataclasses  # noqa: E402
-import datetime  # noqa: E402
 import io  # noqa: E402
 import os  # noqa: E402
 import statistics  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -56,7 +54,7 @@ from typing import Any  # noqa: E402
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from experiments.benchmarks.common import compile_timed, fmt, log  # noqa: E402
+from experiments.benchmarks.common import compile_timed, fmt, log, results_header  # noqa: E402
 from experiments.benchmarks.env_throughput import (  # noqa: E402
     PROBE_STEPS,
     QUICK_STEPS,
@@ -66,7 +64,6 @@ from experiments.benchmarks.env_throughput import (  # noqa: E402
     _own_cores,
     _probe_steps,
     _timed_call,
-    machine_info,
     other_cpu_busy,
     ours_rollout,
     time_rollout,
@@ -462,30 +459,21 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     start = time.perf_counter()
     timing = {"target_s": args.target_seconds, "repeats": args.repeats,
               "probe_steps": QUICK_STEPS if args.quick else PROBE_STEPS}
-    data: dict[str, Any] = {
-        "benchmark": "scaling", "schema_version": 1,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": [sys.executable, "-m", "experiments.benchmarks.scaling",
-                    *(sys.argv[1:] if argv is None else argv)],
-        "machine": machine_info(), "settings": {**vars(args), "timing": timing,
-                                                "train_config": QUICK_TRAIN_CONFIG
-                                                if args.quick else TRAIN_CONFIG,
-                                                "train_hyperparams": TRAIN_HP},
-        "method": (
-            "envs/agents axes: env_throughput's jitted lax.scan rollout (auto-reset, random "
-            "actions, obs/reward/done consumed by a checksum), T chosen so one run lasts about "
-            "target_s; seeds axis: jit(vmap(train)) of a small MAPPO run; every program "
-            "compiled apart (trace_and_compile_s), throughput from the median of `repeats` "
-            "timed runs; memory: compiled.memory_analysis() of the timed program and the "
-            "device allocator's process-wide peak_bytes_in_use after the row (None on CPU); "
-            "efficiency = throughput per work unit / the series' best; bend_size = last size, "
-            "from the best on, before efficiency first drops below the threshold"),
-        "units": UNITS, "axes": {}, "plot": None,
-    }
+    data = results_header(
+        "scaling", argv,
+        {**vars(args), "timing": timing,
+         "train_config": QUICK_TRAIN_CONFIG if args.quick else TRAIN_CONFIG,
+         "train_hyperparams": TRAIN_HP},
+        "envs/agents axes: env_throughput's jitted lax.scan rollout (auto-reset, random "
+        "actions, obs/reward/done consumed by a checksum), T chosen so one run lasts about "
+        "target_s; seeds axis: jit(vmap(train)) of a small MAPPO run; every program "
+        "compiled apart (trace_and_compile_s), throughput from the median of `repeats` "
+        "timed runs; memory: compiled.memory_analysis() of the timed program and the "
+        "device allocator's process-wide peak_bytes_in_use after the row (None on CPU); "
+        "efficiency = throughput per work unit / the series' best; bend_size = last size, "
+        "from the best on, before efficiency first drops below the threshold")
+    data.update(units=UNITS, axes={}, plot=None)
     data["machine"]["device_kind"] = jax.devices()[0].device_kind
-    busy = data["machine"]["other_cpu_busy_start"]
-    if busy is not None and busy > 0.1:
-        log(f"warning: other processes keep {busy:.0%} of the CPUs busy; timings will suffer")
 
     def save() -> None:
         data["machine"]["loadavg_end"] = list(os.getloadavg())
