@@ -49,7 +49,7 @@ def _programs():
     import jax
 
     from jaxmarl_coop.envs import make
-    from jaxmarl_coop.learners import actor_critic, dqn, tabular_q
+    from jaxmarl_coop.learners import actor_critic, dqn, tabular_q, value_decomposition
     from jaxmarl_coop.learners.base import stack_hyperparams
 
     spread, spread_params = make("spread-v3")
@@ -62,6 +62,10 @@ def _programs():
             algorithm="a2c", critic="local", policy="gaussian_tanh", num_updates=1), tag,
          tag_params),
         ("dqn", dqn, dqn.DQNConfig(num_updates=1), spread, spread_params),
+        ("vdn", value_decomposition, value_decomposition.VDConfig(mixer="vdn", num_updates=1),
+         spread, spread_params),
+        ("qmix", value_decomposition, value_decomposition.VDConfig(num_updates=1), spread,
+         spread_params),
         ("tabular_q", tabular_q, tabular_q.TabularQConfig(num_updates=1), climbing,
          climbing_params),
     ]
