@@ -72,7 +72,12 @@ from jaxmarl_coop.envs import (  # noqa: E402
     reference_policies,
     registered,
 )
-from jaxmarl_coop.learners import actor_critic, dqn, tabular_q  # noqa: E402
+from jaxmarl_coop.learners import (  # noqa: E402
+    actor_critic,
+    dqn,
+    tabular_q,
+    value_decomposition,
+)
 from jaxmarl_coop.learners.base import stack_hyperparams  # noqa: E402
 from jaxmarl_coop.learners.evaluation import evaluate  # noqa: E402
 from jaxmarl_coop.runs import (  # noqa: E402
@@ -82,7 +87,12 @@ from jaxmarl_coop.runs import (  # noqa: E402
     write_text_atomic,
 )
 
-#: learner name -> (module, config preset, hyperparameter preset); --config / --hp override
+DQN_PRESET = {"num_envs": 16, "rollout_length": 4, "buffer_size": 50_000, "batch_size": 128,
+              "learning_starts": 5_000, "target_update_interval": 50}
+DQN_HP_PRESET = {"lr": 1e-3, "gamma": 0.95, "epsilon_decay_fraction": 0.3}
+#: learner name -> (module, config preset, hyperparameter preset); --config / --hp override.
+#: Hysteretic learning is a hyperparameter of tabular_q, dqn, vdn and qmix:
+#: ``--hp hysteretic_beta=0.1``.
 LEARNERS: dict[str, tuple[Any, dict[str, Any], dict[str, Any]]] = {
     "mappo": (actor_critic, {"algorithm": "ppo", "critic": "centralised"}, {"lr": 2e-3}),
     "ippo": (actor_critic, {"algorithm": "ppo", "critic": "local"}, {"lr": 2e-3}),
@@ -90,12 +100,13 @@ LEARNERS: dict[str, tuple[Any, dict[str, Any], dict[str, Any]]] = {
               {"lr": 1e-3}),
     "ia2c": (actor_critic, {"algorithm": "a2c", "critic": "local", "rollout_length": 16},
              {"lr": 1e-3}),
-    "dqn": (dqn, {"num_envs": 16, "rollout_length": 4, "buffer_size": 50_000,
-                  "batch_size": 128, "learning_starts": 5_000, "target_update_interval": 50},
-            {"lr": 1e-3, "gamma": 0.95, "epsilon_decay_fraction": 0.3}),
+    "dqn": (dqn, DQN_PRESET, DQN_HP_PRESET),
+    "vdn": (value_decomposition, {**DQN_PRESET, "mixer": "vdn"}, DQN_HP_PRESET),
+    "qmix": (value_decomposition, {**DQN_PRESET, "mixer": "qmix"}, DQN_HP_PRESET),
     "tabular_q": (tabular_q, {}, {}),
 }
 CONFIG_CLASSES = {actor_critic: actor_critic.ActorCriticConfig, dqn: dqn.DQNConfig,
+                  value_decomposition: value_decomposition.VDConfig,
                   tabular_q: tabular_q.TabularQConfig}
 #: eval_key index of the final evaluation (periodic ones use the chunk number)
 FINAL_EVAL = 1_000_000
@@ -167,6 +178,10 @@ class RunConfig:
             _parse_pairs(getattr(self, name), f"--{name.replace('_', '-')}")
 
 
+#: small Q-learners for the stateless matrix games (gamma 0: every round is one game)
+MATRIX_Q_CONFIG = ("num_envs=4", "rollout_length=1", "buffer_size=400", "batch_size=32",
+                   "learning_starts=64", "target_update_interval=10", "hidden=16")
+MATRIX_Q_HP = ("lr=0.003", "gamma=0", "epsilon_decay_fraction=0.5")
 #: named configs for the tasks we ship; ``--preset NAME``, then explicit options override
 PRESETS: dict[str, RunConfig] = {
     "tracking-mappo": RunConfig(),
@@ -182,6 +197,25 @@ PRESETS: dict[str, RunConfig] = {
                                  seeds=16, env_steps=200_000, gif=False),
     "climbing-tabular": RunConfig(learner="tabular_q", env="climbing-v1", seeds=16,
                                   env_steps=200_000, gif=False),
+    "climbing-hysteretic": RunConfig(learner="tabular_q", env="climbing-v1", seeds=16,
+                                     env_steps=200_000, hp=("hysteretic_beta=0.1",), gif=False),
+    "penalty-vdn": RunConfig(learner="vdn", env="penalty-v1", env_param=("k=-25",), seeds=16,
+                             env_steps=4_800, chunks=4, config=MATRIX_Q_CONFIG,
+                             hp=MATRIX_Q_HP, gif=False),
+    "penalty-hysteretic-vdn": RunConfig(learner="vdn", env="penalty-v1", env_param=("k=-25",),
+                                        seeds=16, env_steps=4_800, chunks=4,
+                                        config=MATRIX_Q_CONFIG,
+                                        hp=(*MATRIX_Q_HP, "hysteretic_beta=0.1"), gif=False),
+    "spread-vdn": RunConfig(learner="vdn", env="spread-v3", env_steps=2_000_000, seeds=8),
+    "spread-qmix": RunConfig(learner="qmix", env="spread-v3", env_steps=2_000_000, seeds=8),
+    "load-balancing-mappo": RunConfig(env="load-balancing-v1", env_steps=1_000_000,
+                                      config=("rollout_length=100",)),
+    "load-balancing-qmix": RunConfig(learner="qmix", env="load-balancing-v1",
+                                     env_steps=1_000_000),
+    "intersection-mappo": RunConfig(env="intersection-v1", env_steps=1_000_000,
+                                    config=("rollout_length=100",)),
+    "intersection-qmix": RunConfig(learner="qmix", env="intersection-v1",
+                                   env_steps=1_000_000),
     "grid-tracking-tabular": RunConfig(learner="tabular_q", env="grid-tracking-v1",
                                        env_steps=1_000_000),
 }
@@ -331,6 +365,8 @@ def greedy_policy(module: Any, config: Any, env: Any, params: Any):
         return actor_critic.make_policy(config, env, params)
     if module is dqn:
         return dqn.greedy_policy(config, env, params)
+    if module is value_decomposition:
+        return value_decomposition.greedy_policy(config, env, params)
     return tabular_q.greedy_policy(env, params)
 
 

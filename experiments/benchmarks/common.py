@@ -313,8 +313,9 @@ def run_jaxmarl_qlearning(module: Any, defaults: dict[str, Any], label: str, *, 
     Its ``train`` logs per-update metrics to wandb only, but the runner state keeps its
     latest greedy test (TEST_NUM_ENVS episodes every TEST_INTERVAL of the updates): with
     ``test``, that is the final return reported. Its MPE log wrapper records N x each agent's
-    return, so the mean over agents of the logged returns is the team return (sum over
-    agents), the same quantity as ours."""
+    return, so the mean over agents of the logged returns (per agent with IQL's
+    LOG_AGENTS_SEPARATELY, already averaged over agents by VDN and QMIX) is the team return
+    (sum over agents), the same quantity as ours."""
     overrides: dict[str, Any] = {"TOTAL_TIMESTEPS": int(steps), "NUM_SEEDS": int(seeds),
                                  "WANDB_MODE": "disabled"}
     if not test:
@@ -342,8 +343,12 @@ def run_jaxmarl_qlearning(module: Any, defaults: dict[str, Any], label: str, *, 
             raise KeyError(f"JaxMARL {label}: no greedy test found in its runner state")
         tests = jax.device_get(tests)
         agents = list(env.agents)
-        team = np.mean([tests[f"returned_episode_returns_{a}"] for a in agents], axis=0)
-        length = np.mean([tests[f"returned_episode_lengths_{a}"] for a in agents], axis=0)
+        if "returned_episode_returns" in tests:  # VDN, QMIX: already the mean over agents
+            team = np.asarray(tests["returned_episode_returns"])
+            length = np.asarray(tests["returned_episode_lengths"])
+        else:  # IQL with LOG_AGENTS_SEPARATELY: one entry per agent
+            team = np.mean([tests[f"returned_episode_returns_{a}"] for a in agents], axis=0)
+            length = np.mean([tests[f"returned_episode_lengths_{a}"] for a in agents], axis=0)
         num_updates = int(config["NUM_UPDATES"])
         interval = max(1, int(num_updates * config["TEST_INTERVAL"]))
         last_test = num_updates - num_updates % interval
