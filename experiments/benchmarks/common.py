@@ -46,6 +46,16 @@ def ci(values: Any) -> dict[str, Any]:
     return {"mean": mean, "ci95": half, "per_seed": per_seed}
 
 
+def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a binomial fraction."""
+    if n == 0:
+        return float("nan"), float("nan")
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def fmt(value: float | None, spec: str) -> str:
     """``format(value, spec)``, or ``-`` for None / NaN."""
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) \

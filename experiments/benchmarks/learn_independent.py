@@ -78,6 +78,7 @@ from experiments.benchmarks.common import (  # noqa: E402
     results_header,
     run_jaxmarl_qlearning,
     timed_train,
+    wilson,
 )
 from experiments.benchmarks.env_throughput import other_cpu_busy  # noqa: E402
 from jaxmarl_coop.envs import greedy_chase_policy, make, random_policy  # noqa: E402
@@ -117,19 +118,6 @@ DQN_HP = {"lr": 0.005, "gamma": 0.9, "epsilon_start": 1.0, "epsilon_end": 0.05,
 DQN_QUICK = {"buffer_size": 2080, "batch_size": 64, "learning_starts": 416,
              "target_update_interval": 4}
 DQN_ENVS = (("spread-v3", {"num_agents": 3}), ("tracking-v1", {}))
-
-
-# --------------------------------------------------------------------------------------------
-# small helpers
-# --------------------------------------------------------------------------------------------
-def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a binomial fraction."""
-    if n == 0:
-        return float("nan"), float("nan")
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 # --------------------------------------------------------------------------------------------

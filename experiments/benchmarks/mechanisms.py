@@ -69,9 +69,9 @@ from experiments.benchmarks.common import (  # noqa: E402
     results_header,
     run_jaxmarl_qlearning,
     timed_train,
+    wilson,
 )
 from experiments.benchmarks.env_throughput import other_cpu_busy  # noqa: E402
-from experiments.benchmarks.learn_independent import wilson  # noqa: E402
 from jaxmarl_coop.envs import make, random_policy, reference_policies  # noqa: E402
 from jaxmarl_coop.learners import actor_critic as ac  # noqa: E402
 from jaxmarl_coop.learners import dqn, tabular_q  # noqa: E402
