@@ -24,7 +24,7 @@
 #                   in the same process, + mpe2 when installed; else --skip-peers)
 #   scaling         experiments.benchmarks.scaling, GPU sizes (envs 16..65536, seeds 1..64,
 #                   agents 2..32 at batch 1024), bounded repeats
-#   train_mappo train_ippo train_dqn train_tabular_q
+#   train_mappo train_ippo train_dqn train_tabular_q train_vdn train_qmix
 #                   one full experiments.train run per learner (eval, checkpoints, curve;
 #                   --no-gif), budgets meant to take well under a minute each on a GPU
 #   lac_peer        (peers on and JAXMARL_REPO set) learn_actor_critic --only throughput:
@@ -223,7 +223,7 @@ if [[ "$QUICK" == 1 ]]; then
   SC_ARGS=(--quick --envs spread-v3)
   TRAIN_COMMON=(--seeds 2 --chunks 2 --eval-every 1 --periodic-eval-episodes 4
                 --eval-episodes 8 --checkpoint-every 1 --no-gif)
-  STEPS_MAPPO=2048 STEPS_IPPO=2048 STEPS_DQN=512 STEPS_TABULAR=800
+  STEPS_MAPPO=2048 STEPS_IPPO=2048 STEPS_DQN=512 STEPS_TABULAR=800 STEPS_VD=512
   TRAIN_TIMEOUT=120  # compile-bound on a CPU
   LAC_ARGS=(--quick)
 else
@@ -234,6 +234,7 @@ else
   TRAIN_COMMON=(--seeds 4 --chunks 4 --eval-every 2 --periodic-eval-episodes 16
                 --eval-episodes 64 --checkpoint-every 2 --no-gif)
   STEPS_MAPPO=300000 STEPS_IPPO=300000 STEPS_DQN=200000 STEPS_TABULAR=300000
+  STEPS_VD=200000
   TRAIN_TIMEOUT=55
   LAC_ARGS=()
 fi
@@ -274,6 +275,8 @@ train mappo "$STEPS_MAPPO" --learner mappo --env tracking-v1
 train ippo "$STEPS_IPPO" --learner ippo --env spread-v3
 train dqn "$STEPS_DQN" --learner dqn --env spread-v3
 train tabular_q "$STEPS_TABULAR" --learner tabular_q --env grid-tracking-v1
+train vdn "$STEPS_VD" --learner vdn --env spread-v3
+train qmix "$STEPS_VD" --learner qmix --env spread-v3
 
 if [[ "$PEERS" == 1 && -n "$JAXMARL_REPO" ]]; then
   step lac_peer 150 40 PYTHONPATH="$PEER_PYTHONPATH" -- "$PYTHON" -m \

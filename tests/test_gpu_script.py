@@ -1,0 +1,40 @@
+"""experiments/benchmarks/gpu.sh: its dry run lists every step with its command, runs nothing
+and creates nothing (the real run needs a GPU and is recorded in the README)."""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "experiments" / "benchmarks" / "gpu.sh"
+STEPS = ("info", "install", "verify", "env_throughput", "scaling", "train_mappo", "train_ippo",
+         "train_dqn", "train_tabular_q", "train_vdn", "train_qmix")
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_dry_run_lists_every_step_and_creates_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    env = dict(os.environ, GPU_SH_DRY_RUN="1", GPU_SH_BUDGET_S="100000", OUT=str(out),
+               GPU_SH_PEERS="0", GPU_SH_SITE=str(tmp_path / "site"))
+    proc = subprocess.run(["bash", str(SCRIPT)], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for name in STEPS:
+        assert f"=== {name} (timeout" in proc.stdout, name
+    assert "skipped" not in proc.stdout
+    for learner in ("mappo", "ippo", "dqn", "tabular_q", "vdn", "qmix"):
+        assert f"--learner {learner} " in proc.stdout, learner
+    assert not out.exists() and not (tmp_path / "site").exists()
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_small_budget_skips_steps_instead_of_overrunning(tmp_path: Path) -> None:
+    env = dict(os.environ, GPU_SH_DRY_RUN="1", GPU_SH_BUDGET_S="200", OUT=str(tmp_path / "o"),
+               GPU_SH_PEERS="0")
+    proc = subprocess.run(["bash", str(SCRIPT)], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "=== train_qmix: skipped" in proc.stdout
