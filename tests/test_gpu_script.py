@@ -1,9 +1,11 @@
 """experiments/benchmarks/gpu.sh: its dry run lists every step with its command, runs nothing
 and creates nothing (the real run needs a GPU and is recorded in the README)."""
 
+import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -38,3 +40,19 @@ def test_small_budget_skips_steps_instead_of_overrunning(tmp_path: Path) -> None
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "=== train_qmix: skipped" in proc.stdout
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_quick_run_on_cpu_passes_verify_and_writes_a_summary(tmp_path: Path) -> None:
+    # The real run refuses a CPU (its timings would not be GPU timings); a quick run, which
+    # only checks the plumbing, accepts one.
+    out = tmp_path / "out"
+    env = dict(os.environ, GPU_SH_QUICK="1", GPU_SH_PEERS="0", GPU_SH_STEPS="info verify",
+               OUT=str(out), PYTHON=sys.executable, GPU_SH_WORK=str(tmp_path / "work"))
+    proc = subprocess.run(["bash", str(SCRIPT)], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    status = {s["step"]: s["status"] for s in summary["steps"]}
+    assert status["info"] == "ok" and status["verify"] == "ok"
+    assert status["train_qmix"] == "not selected" and summary["failed_steps"] == []
