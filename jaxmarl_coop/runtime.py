@@ -64,3 +64,25 @@ def configure_xla() -> list[str]:
     if added:
         os.environ["XLA_FLAGS"] = " ".join([current, *added]).strip()
     return added
+
+
+CPU_DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
+
+
+def set_cpu_device_count(count: int) -> None:
+    """Make the CPU backend expose ``count`` devices (``XLA_FLAGS``), so that work sharded
+    over devices (``jaxmarl_coop.parallel``) runs on several cores at once.
+
+    Call it before the first JAX computation; the caller should then check
+    ``jax.local_device_count()``. ``ValueError`` for a count below 1 or when ``XLA_FLAGS``
+    already asks for a different count.
+    """
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"the CPU device count must be an integer >= 1, got {count!r}")
+    current = os.environ.get("XLA_FLAGS", "")
+    for flag in current.split():
+        if flag.startswith(CPU_DEVICE_COUNT_FLAG + "="):
+            if flag.split("=", 1)[1] != str(count):
+                raise ValueError(f"XLA_FLAGS already sets {flag}; asked for {count} devices")
+            return
+    os.environ["XLA_FLAGS"] = f"{current} {CPU_DEVICE_COUNT_FLAG}={count}".strip()

@@ -6,7 +6,11 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
+
+from jaxmarl_coop import runtime
 from jaxmarl_coop.runtime import configure_xla
 
 PROGRAM = """
@@ -81,3 +85,27 @@ def test_no_learner_program_calls_lapack():
     jaxlib 0.10's CPU runtime on 2 cores; learners must build their programs without one."""
     for name, text in _programs():
         assert re.search(r"lapack_\w+|geqrf", text) is None, name
+
+
+def test_set_cpu_device_count(monkeypatch):
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
+    runtime.set_cpu_device_count(2)
+    assert os.environ["XLA_FLAGS"] == ("--xla_cpu_multi_thread_eigen=false "
+                                       "--xla_force_host_platform_device_count=2")
+    runtime.set_cpu_device_count(2)  # the same count again: unchanged
+    assert os.environ["XLA_FLAGS"].count("device_count") == 1
+    with pytest.raises(ValueError, match="already sets --xla_force_host_platform_device_count=2"):
+        runtime.set_cpu_device_count(4)
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="integer >= 1"):
+            runtime.set_cpu_device_count(bad)
+
+
+def test_set_cpu_device_count_gives_that_many_devices():
+    code = ("from jaxmarl_coop import runtime; runtime.set_cpu_device_count(3); "
+            "import jax; print(jax.local_device_count())")
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=120, cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "3"

@@ -173,7 +173,7 @@ def test_every_preset_builds(name):
 def test_explicit_options_override_the_preset():
     run, _ = train.parse_args(["--preset", "spread-mappo", "--seeds", "2", "--hp", "lr=0.01"])
     assert run.env == "spread-v3" and run.seeds == 2 and run.env_steps == 3_000_000
-    assert run.hp == ("lr=0.001", "lr=0.01")
+    assert run.hp == ("lr=0.001", "ent_coef=0.06", "lr=0.01")
     _, _, _, _, hp, _, _ = train.build(run)
     assert float(hp.lr) == pytest.approx(0.01)
 

@@ -26,7 +26,10 @@ What is run
    MAPPO run with the same envs, rollout length, epochs, minibatches and network widths (see
    ``matched_config``). Each program is compiled apart (``jit(...).lower(...).compile()``),
    then timed ``--throughput-repeats`` times; env steps/s is the median, for 1 seed and for
-   ``--seeds`` vmapped seeds, ours and theirs back to back.
+   ``--seeds`` vmapped seeds, ours and theirs back to back. With several local devices
+   (``--cpu-devices N`` on a CPU) our vmapped seeds are also run sharded over them
+   (``jaxmarl_coop.parallel``), each device on its own core; JaxMARL's scripts have no such
+   option and run on one device.
 
 Every training run of parts 1 and 2 is timed once (the budgets are too long for repeats),
 compile time apart. Mean ± 95% CI (Student t) over seeds throughout. Curves (mean with a 95%
@@ -51,7 +54,7 @@ JaxMARL peer set-up (its baselines are not in the PyPI package)::
 baseline scripts and their yaml configs are taken from the checkout.
 """
 
-from jaxmarl_coop.runtime import configure_xla
+from jaxmarl_coop.runtime import configure_xla, set_cpu_device_count
 
 configure_xla()  # before any JAX computation: safe XLA_FLAGS on small CPU machines
 
@@ -96,6 +99,7 @@ from experiments.benchmarks.env_throughput import (  # noqa: E402
     _own_cores,
     other_cpu_busy,
 )
+from jaxmarl_coop import parallel  # noqa: E402
 from jaxmarl_coop.envs import greedy_chase_policy, make, random_policy  # noqa: E402
 from jaxmarl_coop.learners import actor_critic as ac  # noqa: E402
 from jaxmarl_coop.learners.base import stack_hyperparams  # noqa: E402
@@ -109,6 +113,10 @@ PPO_CONFIG = {"num_envs": 16, "rollout_length": 128, "num_epochs": 4, "num_minib
               "hidden": (64, 64), "activation": "tanh", "anneal_lr": True}
 PPO_HP = {"lr": 1e-3, "ent_coef": 0.01, "gamma": 0.99, "gae_lambda": 0.95, "clip_eps": 0.2,
           "vf_coef": 0.5, "max_grad_norm": 0.5}
+#: On spread, PPO (MAPPO and IPPO) explores more: entropy 0.06, from MAPPO runs of the
+#: spread-mappo preset (8 seeds x 3 M steps, greedy team return over 1024 episodes):
+#: ent_coef 0.005 -40.0, 0.01 -35.9, 0.02 -33.7, 0.04 -30.1, 0.06 -29.6, 0.10 -30.2.
+PPO_HP_BY_ENV = {"spread-v3": {"ent_coef": 0.06}}
 #: A2C settings (one gradient step on each, smaller, rollout), from a small lr grid.
 A2C_CONFIG = {"num_envs": 16, "rollout_length": 16, "hidden": (64, 64), "activation": "tanh",
               "anneal_lr": True}
@@ -207,10 +215,14 @@ def _first_crossing(curve: dict[str, Any], level: float) -> float | None:
 # --------------------------------------------------------------------------------------------
 # 1 and 2: training runs and greedy evaluation
 # --------------------------------------------------------------------------------------------
-def variant_config(name: str, steps: int) -> tuple[ac.ActorCriticConfig, dict[str, Any]]:
+def variant_config(name: str, steps: int, env_id: str | None = None
+                   ) -> tuple[ac.ActorCriticConfig, dict[str, Any]]:
+    """The learner config and hyperparameters of a variant (on ``env_id``, if it has its own)."""
     algorithm, critic, settings, hp = VARIANTS[name]
     config = ac.ActorCriticConfig(algorithm=algorithm, critic=critic,
                                   num_updates=_num_updates(steps, settings), **settings)
+    if algorithm == "ppo":
+        hp = {**hp, **PPO_HP_BY_ENV.get(env_id or "", {})}
     return config, dict(hp)
 
 
@@ -218,7 +230,7 @@ def run_variant(env_id: str, env_kwargs: dict[str, Any], name: str, steps: int,
                 args: argparse.Namespace) -> dict[str, Any]:
     """``args.seeds`` seeds of one variant in one jitted program, then greedy evaluation."""
     env, params = make(env_id, **env_kwargs)
-    config, hp_values = variant_config(name, steps)
+    config, hp_values = variant_config(name, steps, env_id)
     learner = ac.make_learner(config, env, params)
     hp = stack_hyperparams(config.hyperparams(**hp_values), args.seeds)
     keys = jax.random.split(jax.random.PRNGKey(args.seed), args.seeds)
@@ -324,7 +336,10 @@ def _keys(i: int, seeds: int) -> jax.Array:
     return key if seeds == 1 else jax.random.split(key, seeds)
 
 
-def bench_ours(name: str, seeds: int, updates: int, repeats: int) -> dict[str, Any]:
+def bench_ours(name: str, seeds: int, updates: int, repeats: int,
+               devices: int = 1) -> dict[str, Any]:
+    """Our matched program; with ``devices > 1`` the vmapped seeds are sharded over that many
+    local devices (``parallel.shard_leading``: the same program, split by XLA)."""
     env, params = make("spread-v3", num_agents=3)
     settings = JAXMARL_BASELINES[name]["ours"]
     config = ac.ActorCriticConfig(num_updates=updates, **settings)
@@ -332,10 +347,15 @@ def bench_ours(name: str, seeds: int, updates: int, repeats: int) -> dict[str, A
     hp = config.hyperparams(**PPO_HP)
     train = learner.train if seeds == 1 else jax.vmap(learner.train)
     hps = hp if seeds == 1 else stack_hyperparams(hp, seeds)
-    out, timing = _time_program(train, lambda i: (_keys(i, seeds), hps), repeats)
+    if devices > 1:
+        mesh = parallel.seed_mesh(devices)
+        out, timing = _time_program(
+            train, lambda i: parallel.shard_leading((_keys(i, seeds), hps), mesh), repeats)
+    else:
+        out, timing = _time_program(train, lambda i: (_keys(i, seeds), hps), repeats)
     state = out[0] if seeds == 1 else jax.tree.map(lambda x: x[0], out[0])
     return _throughput_row("jaxmarl_coop", name, seeds, config.total_env_steps, timing,
-                           _param_count(state.params), config=config)
+                           _param_count(state.params), config=config, devices=devices)
 
 
 def bench_jaxmarl(module: Any, defaults: dict[str, Any], name: str, seeds: int, updates: int,
@@ -366,8 +386,9 @@ def _throughput_row(impl: str, name: str, seeds: int, steps_per_seed: int,
     rate = seeds * steps_per_seed / timing["median_run_s"]
     row = {"impl": impl, "algorithm": name, "seeds": seeds, "env_steps_per_seed": steps_per_seed,
            "params_per_seed": params, "env_steps_per_s": rate,
-           "env_steps_per_s_per_seed": rate / seeds, **timing, **extra}
-    log(f"  {impl:<13} {name:<6} {seeds} seed(s): {rate:>10,.0f} env steps/s "
+           "env_steps_per_s_per_seed": rate / seeds, "devices": 1, **timing, **extra}
+    where = f" on {row['devices']} devices" if row["devices"] > 1 else ""
+    log(f"  {impl:<13} {name:<6} {seeds} seed(s){where}: {rate:>10,.0f} env steps/s "
          f"(compile {timing['trace_and_compile_s']:.1f} s, runs "
          + ", ".join(f"{t:.2f}" for t in timing["run_s"]) + " s)")
     return row
@@ -455,6 +476,11 @@ def run_throughput(args: argparse.Namespace) -> dict[str, Any]:
                 updates = max(1, updates // 4)
             log(f"throughput {name}, {seeds} seed(s), {updates} updates per run ...")
             result["rows"].append(bench_ours(name, seeds, updates, args.throughput_repeats))
+            devices = jax.local_device_count()
+            if devices > 1 and seeds > 1 and seeds % devices == 0:
+                log(f"  ... and its seeds sharded over {devices} devices")
+                result["rows"].append(bench_ours(name, seeds, updates, args.throughput_repeats,
+                                                 devices=devices))
             if name in modules:
                 module, defaults = modules[name]
                 try:
@@ -512,11 +538,12 @@ def tracking_table(tracking: dict[str, Any]) -> str:
 
 
 def throughput_table(rows: list[dict[str, Any]]) -> str:
-    header = (f"{'algorithm':<9} {'seeds':>5} {'impl':<13} {'params':>7} {'compile s':>9} "
-              f"{'env steps/s':>12} {'per seed':>10} {'ours/JaxMARL':>12}")
+    header = (f"{'algorithm':<9} {'seeds':>5} {'devices':>7} {'impl':<13} {'params':>7} "
+              f"{'compile s':>9} {'env steps/s':>12} {'per seed':>10} {'ours/JaxMARL':>12}")
     lines = [header, "-" * len(header)]
     for r in rows:
-        lines.append(f"{r['algorithm']:<9} {r['seeds']:>5} {r['impl']:<13} "
+        lines.append(f"{r['algorithm']:<9} {r['seeds']:>5} {r.get('devices', 1):>7} "
+                     f"{r['impl']:<13} "
                      f"{r['params_per_seed']:>7,} {r['trace_and_compile_s']:>9.1f} "
                      f"{r['env_steps_per_s']:>12,.0f} {r['env_steps_per_s_per_seed']:>10,.0f} "
                      f"{fmt(r['ratio_vs_jaxmarl'], '.2f'):>12}")
@@ -555,6 +582,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="JaxMARL checkout with baselines/ (default $JAXMARL_REPO)")
     p.add_argument("--only", nargs="+", choices=SECTIONS, default=None,
                    help="run only these parts (default all)")
+    p.add_argument("--cpu-devices", type=int, default=None,
+                   help="expose this many CPU devices (XLA_FLAGS) so that the throughput part "
+                   "adds rows of our vmapped seeds sharded over them (one core each)")
     p.add_argument("--seed", type=int, default=0, help="base PRNG seed")
     p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
     args = p.parse_args(argv)
@@ -569,6 +599,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.a2c_steps = args.steps
     check_at_least_one(p, args, "seeds", "steps", "a2c_steps", "tracking_steps",
                        "eval_episodes", "throughput_repeats")
+    if args.cpu_devices is not None:
+        try:
+            set_cpu_device_count(args.cpu_devices)  # before the backend starts
+        except ValueError as exc:
+            p.error(f"--cpu-devices: {exc}")
+        if jax.default_backend() != "cpu" or jax.local_device_count() != args.cpu_devices:
+            p.error(f"--cpu-devices {args.cpu_devices}: the backend is "
+                    f"{jax.default_backend()} with {jax.local_device_count()} device(s)")
     # updates per timed single-seed run (a quarter of that with vmapped seeds): a few seconds
     args.throughput_updates = ({"IPPO": 2, "IPPO-1x1": 2, "MAPPO": 2} if quick
                                else {"IPPO": 64, "IPPO-1x1": 64, "MAPPO": 16})
@@ -590,6 +628,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "runs")
     data["variants"] = {n: {"algorithm": a, "critic": c, "config": cfg, "hyperparams": hp}
                         for n, (a, c, cfg, hp) in VARIANTS.items()}
+    data["ppo_hyperparams_by_env"] = PPO_HP_BY_ENV  # each run also records its own
     data["plots"] = []
     results = out / "results.json"
 
