@@ -215,14 +215,14 @@ def _first_crossing(curve: dict[str, Any], level: float) -> float | None:
 # --------------------------------------------------------------------------------------------
 # 1 and 2: training runs and greedy evaluation
 # --------------------------------------------------------------------------------------------
-def variant_config(name: str, steps: int, env_id: str | None = None
+def variant_config(name: str, steps: int, env_id: str
                    ) -> tuple[ac.ActorCriticConfig, dict[str, Any]]:
-    """The learner config and hyperparameters of a variant (on ``env_id``, if it has its own)."""
+    """The learner config and hyperparameters of a variant on ``env_id``."""
     algorithm, critic, settings, hp = VARIANTS[name]
     config = ac.ActorCriticConfig(algorithm=algorithm, critic=critic,
                                   num_updates=_num_updates(steps, settings), **settings)
     if algorithm == "ppo":
-        hp = {**hp, **PPO_HP_BY_ENV.get(env_id or "", {})}
+        hp = {**hp, **PPO_HP_BY_ENV.get(env_id, {})}
     return config, dict(hp)
 
 
@@ -347,12 +347,13 @@ def bench_ours(name: str, seeds: int, updates: int, repeats: int,
     hp = config.hyperparams(**PPO_HP)
     train = learner.train if seeds == 1 else jax.vmap(learner.train)
     hps = hp if seeds == 1 else stack_hyperparams(hp, seeds)
-    if devices > 1:
-        mesh = parallel.seed_mesh(devices)
-        out, timing = _time_program(
-            train, lambda i: parallel.shard_leading((_keys(i, seeds), hps), mesh), repeats)
-    else:
-        out, timing = _time_program(train, lambda i: (_keys(i, seeds), hps), repeats)
+    mesh = parallel.seed_mesh(devices) if devices > 1 else None
+
+    def make_args(i: int) -> tuple[Any, ...]:
+        args = (_keys(i, seeds), hps)
+        return args if mesh is None else parallel.shard_leading(args, mesh)
+
+    out, timing = _time_program(train, make_args, repeats)
     state = out[0] if seeds == 1 else jax.tree.map(lambda x: x[0], out[0])
     return _throughput_row("jaxmarl_coop", name, seeds, config.total_env_steps, timing,
                            _param_count(state.params), config=config, devices=devices)
