@@ -24,6 +24,8 @@ and ends exactly where the uninterrupted run would. The run folder:
     marl_eval.json   periodic and absolute evaluations in the marl-eval format
     eval.json        final greedy evaluation, the best parameters re-evaluated ("absolute"),
                      the env's reference policies; mean ± 95% CI over seeds
+    timing.json      seconds by part (compile apart, training, evaluation, checkpoints) and
+                     training env steps/s, one entry per invocation that reached the end
     curve.png        training return against env steps, mean and 95% band over seeds
     rollout.gif      seed 0's trained team acting (particle tasks and the grid)
     checkpoints/     orbax checkpoints (the newest two)
@@ -51,6 +53,7 @@ from jaxmarl_coop.runtime import configure_xla
 configure_xla()
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import dataclasses  # noqa: E402
 import datetime  # noqa: E402
 import json  # noqa: E402
@@ -588,14 +591,26 @@ def train(run: RunConfig, out: Path | None = None, resume: bool = False,
                desc=f"{run.learner} {run.env} x{run.seeds}",
                disable=progress is False or not main_process, file=sys.stdout, dynamic_ncols=True)
     t0, steps_at_t0 = time.perf_counter(), start_chunk * r.updates_per_chunk
+    # this invocation's time, by part: the chunk program compiled apart (ahead of time),
+    # training (chunks, synchronised by fetching their metrics), evaluation, checkpoints
+    timing = {"compile_s": 0.0, "train_s": 0.0, "eval_s": 0.0, "checkpoint_s": 0.0,
+              "chunks": r.chunks - start_chunk,
+              "env_steps": (r.chunks - start_chunk) * r.updates_per_chunk * r.steps_per_update
+              * run.seeds}
+    if start_chunk < r.chunks:  # compiled into jit's cache, which the first call then hits
+        r._chunk.lower(state["learner"]).compile()
+        timing["compile_s"] = time.perf_counter() - t0
     for c in range(start_chunk, r.chunks):
+        tick = time.perf_counter()
         learner_state, metrics = r._chunk(state["learner"])
         state = {**state, "learner": learner_state}
         metrics = parallel.gather(metrics)
+        timing["train_s"] += time.perf_counter() - tick
         names = names or sorted(set(metrics) - {"seed", "update", "env_steps"})
         rows += _metric_rows({n: metrics[n] for n in names}, c * r.updates_per_chunk + 1,
                              r.steps_per_update)
         done = c + 1
+        tick = time.perf_counter()
         if run.eval_every and (done % run.eval_every == 0 or done == r.chunks):
             params = policy_params(r.module, learner_state)
             episodes = r.evaluate(params, run.periodic_eval_episodes, r.eval_key(done))
@@ -603,8 +618,10 @@ def train(run: RunConfig, out: Path | None = None, resume: bool = False,
                              "episodes": episodes})
             score = jnp.asarray(episodes["return"].mean(axis=1), jnp.float32)
             state = keep_best(state, params, score)
+        timing["eval_s"] += time.perf_counter() - tick
         if main_process:
             _write_metrics(out / "metrics.csv", names, rows)
+        tick = time.perf_counter()
         if run.checkpoint_every and (done % run.checkpoint_every == 0 or done == r.chunks):
             # distributed: every process joins orbax's save (its barriers are collective);
             # host arrays, which orbax writes from process 0 only
@@ -612,6 +629,7 @@ def train(run: RunConfig, out: Path | None = None, resume: bool = False,
             checkpoints.save(ckpt_dir, done, saved, _json_ready({
                 "chunks_done": done, "updates_done": done * r.updates_per_chunk,
                 "run": dataclasses.asdict(run), "periodic": periodic}))
+        timing["checkpoint_s"] += time.perf_counter() - tick
         bar.update(r.updates_per_chunk)
         elapsed = time.perf_counter() - t0
         rate = (done * r.updates_per_chunk - steps_at_t0) * r.steps_per_update * run.seeds
@@ -623,7 +641,8 @@ def train(run: RunConfig, out: Path | None = None, resume: bool = False,
             bar.close()
             return {"stopped_after_chunk": done}
     bar.close()
-    return finish(r, state, periodic, out)
+    timing["env_steps_per_s"] = timing["env_steps"] / max(timing["train_s"], 1e-9)
+    return finish(r, state, periodic, out, timing, t0)
 
 
 def _chunk_return(returns: np.ndarray) -> float:
@@ -637,11 +656,16 @@ def _json_ready(d: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(_jsonable(d)))
 
 
-def finish(r: Run, state: Any, periodic: list[dict[str, Any]], out: Path) -> dict[str, Any]:
-    """Final and absolute evaluations, references, eval.json, marl_eval.json, plot, GIF.
+def finish(r: Run, state: Any, periodic: list[dict[str, Any]], out: Path,
+           timing: dict[str, Any] | None = None, t0: float | None = None) -> dict[str, Any]:
+    """Final and absolute evaluations, references, eval.json, marl_eval.json, plot, GIF, and
+    timing.json: per invocation of ``train`` (a resumed run adds one), its seconds by part
+    (compile apart) and its training env steps/s over all seeds. Timing is kept out of
+    eval.json, which depends on the key alone.
 
     Every process evaluates (collectives); only process 0 writes and prints."""
     run = r.run
+    tick = time.perf_counter()
     final_params = policy_params(r.module, state["learner"])
     final = r.evaluate(final_params, run.eval_episodes, r.eval_key(FINAL_EVAL))
     best_score = np.asarray(parallel.gather(state["best_score"]))
@@ -658,11 +682,22 @@ def finish(r: Run, state: Any, periodic: list[dict[str, Any]], out: Path) -> dic
         "periodic": [{"env_steps": e["env_steps"],
                       "return": _summary({"return": e["episodes"]["return"]})["return"]}
                      for e in periodic]}
+    if timing is not None:
+        timing = {**timing, "final_eval_s": time.perf_counter() - tick,
+                  "backend": jax.default_backend(),
+                  "device_kind": jax.devices()[0].device_kind}
+        if t0 is not None:  # compile, training, evaluations and checkpoints
+            timing["wall_s"] = time.perf_counter() - t0
     if run.gif and jax.process_count() > 1:  # host copies: process 0 renders alone
         final_params = parallel.gather(final_params)
     if not parallel.is_main_process():
         return result
     write_json_atomic(out / "eval.json", result)
+    if timing is not None:
+        earlier = []
+        with contextlib.suppress(OSError, ValueError):  # a resumed run's earlier invocations
+            earlier = json.loads((out / "timing.json").read_text())["invocations"]
+        write_json_atomic(out / "timing.json", {"invocations": [*earlier, timing]})
     write_json_atomic(out / "marl_eval.json", marl_eval_json(run, periodic, absolute))
     _plot(out, result)
     if run.gif:
@@ -671,6 +706,12 @@ def finish(r: Run, state: Any, periodic: list[dict[str, Any]], out: Path) -> dic
     print(f"greedy team return over {run.seeds} seeds: {ret['mean']:.2f} ± {ret['ci95']:.2f} "
           f"(95% CI; best parameters {result['absolute']['return']['mean']:.2f}); "
           f"run folder: {out}")
+    if timing is not None:
+        eval_s = timing["eval_s"] + timing["final_eval_s"]
+        print(f"trained {timing['env_steps']:,} env steps in {timing['train_s']:.1f} s "
+              f"({timing['env_steps_per_s']:,.0f} env steps/s over {run.seeds} seeds); compile "
+              f"{timing['compile_s']:.1f} s, evaluation {eval_s:.1f} s, checkpoints "
+              f"{timing['checkpoint_s']:.1f} s")
     return result
 
 

@@ -26,6 +26,7 @@ def test_env_throughput_quick_run_writes_the_expected_json(tmp_path: Path) -> No
     for field in ("cpu_model", "cpu_count", "jax_version", "jaxlib_version", "backend"):
         assert data["machine"][field], field
     assert data["peers"]["jaxmarl"]["status"] == "skipped"
+    assert data["complete"] is True  # saved after every row; true once the run finished
     rows = data["results"]
     assert [(r["env"], r["impl"], r["batch"]) for r in rows] == [
         ("spread-v3", "jaxmarl_coop", 1), ("spread-v3", "jaxmarl_coop", 4)]

@@ -56,3 +56,17 @@ def test_quick_run_on_cpu_passes_verify_and_writes_a_summary(tmp_path: Path) -> 
     status = {s["step"]: s["status"] for s in summary["steps"]}
     assert status["info"] == "ok" and status["verify"] == "ok"
     assert status["train_qmix"] == "not selected" and summary["failed_steps"] == []
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_lac_peer_runs_only_when_asked(tmp_path: Path) -> None:
+    # learn_actor_critic against JaxMARL takes ~200 s on an H100: an opt-in, not a default
+    base = dict(os.environ, GPU_SH_DRY_RUN="1", GPU_SH_BUDGET_S="100000", GPU_SH_PEERS="1",
+                JAXMARL_WHEEL=str(tmp_path / "jaxmarl-0.2.0-py3-none-any.whl"),
+                JAXMARL_REPO=str(tmp_path / "JaxMARL"), OUT=str(tmp_path / "o"))
+    for lac, listed in (("0", False), ("1", True)):
+        proc = subprocess.run(["bash", str(SCRIPT)], cwd=REPO, env={**base, "GPU_SH_LAC": lac},
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "=== install_peers (timeout" in proc.stdout
+        assert ("=== lac_peer (timeout" in proc.stdout) is listed, lac

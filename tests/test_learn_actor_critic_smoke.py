@@ -44,6 +44,7 @@ def test_learn_actor_critic_quick_run_writes_json_and_plots(run_benchmark) -> No
 
     throughput = data["throughput"]
     assert throughput["jaxmarl"]["status"] == "skipped"
+    assert throughput["complete"] is True  # rows are saved as they come; this marks the end
     rows = throughput["rows"]
     assert [(r["impl"], r["algorithm"], r["seeds"]) for r in rows] == [
         ("jaxmarl_coop", "IPPO", 1), ("jaxmarl_coop", "IPPO-1x1", 1), ("jaxmarl_coop", "MAPPO", 1)]

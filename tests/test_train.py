@@ -75,6 +75,13 @@ def test_train_writes_every_file_of_the_run_folder(tmp_path):
     assert len(seeds["seed_1"]["step_2"]["return"]) == 4
     assert len(seeds["seed_0"]["absolute_metrics"]["return"]) == 8
 
+    (timing,) = json.loads((out / "timing.json").read_text())["invocations"]
+    assert timing["env_steps"] == 2 * 6000 and timing["chunks"] == 3
+    for part in ("compile_s", "train_s", "eval_s", "final_eval_s", "checkpoint_s"):
+        assert 0 < timing[part] < timing["wall_s"], part
+    assert timing["env_steps_per_s"] == pytest.approx(12000 / timing["train_s"])
+    assert "timing" not in saved  # eval.json holds only what the key decides
+
     assert (out / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "rollout.gif").read_bytes()[:6] in (b"GIF87a", b"GIF89a")
     assert checkpoints.latest_step(out / "checkpoints") == 3
@@ -89,6 +96,8 @@ def test_a_resumed_run_ends_exactly_like_the_uninterrupted_one(tmp_path, uninter
     assert len((out / "metrics.csv").read_text().splitlines()) == 1 + 2 * 20
     train.main(["--resume", str(out)])
     assert _files(out) == _files(uninterrupted)
+    (timing,) = json.loads((out / "timing.json").read_text())["invocations"]
+    assert timing["chunks"] == 3  # the resumed invocation trained the last 3 of 4 chunks
 
 
 def test_a_killed_run_keeps_its_files_and_resumes_exactly(tmp_path, uninterrupted):

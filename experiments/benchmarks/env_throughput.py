@@ -483,6 +483,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     }
     rows: list[dict[str, Any]] = data["results"]
     peers: dict[str, Any] = data["peers"]
+    out = Path(args.out)
+
+    def add(row: dict[str, Any]) -> None:
+        """Print a finished row and save the file so far: a run stopped by a time limit keeps
+        every row it measured (``complete`` stays false until the end)."""
+        rows.append(row)
+        _progress(row)
+        data["complete"] = False
+        write_json_atomic(out, data)
+
     if args.skip_peers:
         peers.update(jaxmarl={"status": "skipped"}, mpe2={"status": "skipped"})
     elif not args.peer_python:
@@ -497,11 +507,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     # hits both sides of a ratio alike
     for env_id in args.envs:
         for batch in args.batch_sizes:
-            rows.append(bench_ours(env_id, batch, **timing))
-            _progress(rows[-1])
+            add(bench_ours(env_id, batch, **timing))
             if in_process and env_id in JAXMARL_IDS:
-                rows.append(bench_jaxmarl(env_id, batch, **timing))
-                _progress(rows[-1])
+                add(bench_jaxmarl(env_id, batch, **timing))
 
     if not args.skip_peers:
         peer_envs = [e for e in args.envs if e in JAXMARL_IDS]
@@ -510,17 +518,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 peer_rows, peers["jaxmarl"] = bench_jaxmarl_subprocess(args.peer_python, args,
                                                                        peer_envs)
                 for r in peer_rows:
-                    _progress(r)
-                rows.extend(peer_rows)
+                    add(r)
             except RuntimeError as exc:
                 peers["jaxmarl"] = {"status": "failed", "error": str(exc)}
                 print(f"JaxMARL peer not measured: {exc}", file=sys.stderr)
         try:
             for env_id in args.envs:
                 if env_id in MPE2_MODULES:
-                    rows.append(bench_mpe2(env_id, steps=args.mpe2_steps,
-                                           warmup=min(500, args.mpe2_steps)))
-                    _progress(rows[-1])
+                    add(bench_mpe2(env_id, steps=args.mpe2_steps,
+                                   warmup=min(500, args.mpe2_steps)))
             peers["mpe2"] = {"status": "ok", "mpe2_version": _dist_version("mpe2"),
                              "pettingzoo_version": _dist_version("pettingzoo"),
                              "python": sys.executable}
@@ -533,7 +539,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     add_ratios(rows)
     data["machine"]["loadavg_end"] = list(os.getloadavg())
     data["machine"]["other_cpu_busy_end"] = other_cpu_busy()
-    out = Path(args.out)
+    data["complete"] = True
     write_json_atomic(out, data)
     print(format_table(rows))
     versions = ", ".join(f"{name}: jax {info.get('jax_version')}"

@@ -2,6 +2,7 @@
 # One prepared benchmark run on a single-GPU machine (H100/H200 class), from the repository root:
 #
 #   bash experiments/benchmarks/gpu.sh                      # the whole run, < 7.5 minutes
+#   GPU_SH_LAC=1 GPU_SH_BUDGET_S=660 bash experiments/benchmarks/gpu.sh   # + lac_peer (~4 min)
 #   GPU_SH_DRY_RUN=1 bash experiments/benchmarks/gpu.sh     # print the commands, run nothing
 #   GPU_SH_QUICK=1 bash experiments/benchmarks/gpu.sh       # tiny sizes: a smoke test (CPU too)
 #
@@ -14,22 +15,25 @@
 # runs; nothing in the interpreter's own site-packages changes).
 #
 # Steps, in order, each under its own `timeout` and the whole under a time budget
-# (GPU_SH_BUDGET_S, default 420 s: a step gets min(its timeout, what is left); one that would
+# (GPU_SH_BUDGET_S, default 450 s: a step gets min(its timeout, what is left); one that would
 # get less than its minimum is skipped). A failing step is recorded and the next one runs.
+# The timeouts come from the first run on an H100 (2026-11-26, README "On a GPU"), where
+# env_throughput, scaling and lac_peer overran the ones they had then.
 #   info            nvidia-smi -L, driver, Python/JAX versions and devices, package versions
 #   install         the missing core wheels (and this package's wheel) into SITE
 #   install_peers   (peers on) JaxMARL's wheel and WHEELS/peers/*.whl into PEER_SITE
 #   verify          imports everything, draws a distrax sample on the GPU, says the backend
-#   env_throughput  experiments.benchmarks.env_throughput at GPU batch sizes (peers: + JaxMARL
-#                   in the same process, + mpe2 when installed; else --skip-peers)
-#   scaling         experiments.benchmarks.scaling, GPU sizes (envs 16..65536, seeds 1..64,
-#                   agents 2..32 at batch 1024), bounded repeats
+#   env_throughput  experiments.benchmarks.env_throughput, spread and tag at batch 1024 and
+#                   65536 (peers: + JaxMARL in the same process, + mpe2 when installed; else
+#                   --skip-peers); its JSON is rewritten after every row
 #   train_mappo train_ippo train_dqn train_tabular_q train_vdn train_qmix
 #                   one full experiments.train run per learner (eval, checkpoints, curve;
-#                   --no-gif), budgets meant to take well under a minute each on a GPU
-#   lac_peer        (peers on and JAXMARL_REPO set) learn_actor_critic --only throughput:
-#                   our IPPO/MAPPO against JaxMARL's baseline scripts
-# Peer steps run last; with peers on, raise GPU_SH_BUDGET_S or narrow GPU_SH_STEPS.
+#                   --no-gif), 22-37 s each on an H100, compile included
+#   scaling         experiments.benchmarks.scaling, GPU sizes (envs 16..65536, agents 2..32 at
+#                   batch 1024, seeds 1..64; in that order, the JSON saved after each axis)
+#   lac_peer        (GPU_SH_LAC=1, peers on and JAXMARL_REPO set) learn_actor_critic --only
+#                   throughput: our IPPO/MAPPO against JaxMARL's baseline scripts (~200 s on
+#                   an H100: raise GPU_SH_BUDGET_S by that much)
 #
 # Output: OUT_DIR = $OUT if set (the device tool's folder), else runs/bench/gpu. It receives at
 # most 7 files (the device tool brings back 8): gpu_sh.log, summary.json (every step's
@@ -48,8 +52,9 @@
 #   JAXMARL_REPO      a JaxMARL checkout, or just its baselines/IPPO and baselines/MAPPO
 #                     files (default WHEELS/peers/jaxmarl-baselines when present)
 #   GPU_SH_PEERS      auto (default: on when a JaxMARL wheel is found), 1 or 0
+#   GPU_SH_LAC        1: add the lac_peer step (default 0)
 #   GPU_SH_STEPS      run only these steps (space-separated names, e.g. "info verify scaling")
-#   GPU_SH_BUDGET_S   whole-run budget in seconds (default 420)
+#   GPU_SH_BUDGET_S   whole-run budget in seconds (default 450)
 #   GPU_SH_DRY_RUN=1  print each step's command and timeout, create nothing, run nothing
 #   GPU_SH_QUICK=1    tiny sizes and budgets (checks the plumbing; not a measurement)
 set -u
@@ -66,11 +71,12 @@ else WORK_DIR="${GPU_SH_WORK:-$OUT_DIR/work}"; fi
 export WHEELS="${WHEELS:-$HERE/wheels}"
 export SITE="${GPU_SH_SITE:-/tmp/gpu_sh_site}"
 export PEER_SITE="${GPU_SH_PEER_SITE:-/tmp/gpu_sh_site_peers}"
-BUDGET_S="${GPU_SH_BUDGET_S:-420}"
+BUDGET_S="${GPU_SH_BUDGET_S:-450}"
 RESERVE_S=15  # kept back for the summary and the bundle
 DRY="${GPU_SH_DRY_RUN:-0}"
 QUICK="${GPU_SH_QUICK:-0}"
 ONLY="${GPU_SH_STEPS:-}"
+LAC="${GPU_SH_LAC:-0}"
 JAXMARL_WHEEL="${JAXMARL_WHEEL:-$(ls "$WHEELS"/peers/jaxmarl-*.whl 2>/dev/null | head -n 1)}"
 if [[ -z "${JAXMARL_REPO:-}" && -d "$WHEELS/peers/jaxmarl-baselines" ]]; then
   JAXMARL_REPO="$WHEELS/peers/jaxmarl-baselines"
@@ -230,9 +236,10 @@ if [[ "$QUICK" == 1 ]]; then
   TRAIN_TIMEOUT=120  # compile-bound on a CPU
   LAC_ARGS=(--quick)
 else
-  ET_ARGS=(--batch-sizes 1024 65536 --repeats 3 --target-seconds 0.25)
-  SC_ARGS=(--env-sizes 16 64 256 1024 4096 16384 65536 --seed-counts 1 4 16 64
-           --agent-counts 2 4 8 16 32 --agents-batch 1024 --repeats 3 --target-seconds 0.2
+  ET_ARGS=(--envs spread-v3 tag-v3 --batch-sizes 1024 65536 --repeats 3 --target-seconds 0.2
+           --mpe2-steps 2000)
+  SC_ARGS=(--axes envs agents seeds --env-sizes 16 256 1024 4096 65536 --seed-counts 1 8 64
+           --agent-counts 2 8 32 --agents-batch 1024 --repeats 3 --target-seconds 0.1
            --train-updates 4)
   TRAIN_COMMON=(--seeds 4 --chunks 4 --eval-every 2 --periodic-eval-episodes 16
                 --eval-episodes 64 --checkpoint-every 2 --no-gif)
@@ -244,7 +251,8 @@ fi
 [[ "$PEERS" == 1 ]] || ET_ARGS+=(--skip-peers)
 
 echo "gpu.sh: budget ${BUDGET_S} s, out ${OUT_DIR}, work ${WORK_DIR}, wheels ${WHEELS}," \
-  "peers ${PEERS}${JAXMARL_WHEEL:+ (${JAXMARL_WHEEL})}, quick ${QUICK}, dry run ${DRY}"
+  "peers ${PEERS}${JAXMARL_WHEEL:+ (${JAXMARL_WHEEL})}, lac_peer ${LAC}, quick ${QUICK}," \
+  "dry run ${DRY}"
 
 # the bash functions above run as `bash -c` commands, so that `timeout` can bound them
 step info 30 5 -- bash -c "$(declare -f info); info"
@@ -257,15 +265,8 @@ step verify 60 10 GPU_SH_QUICK="$QUICK" -- bash -c "$(declare -f verify); verify
 
 PY_ENV=()
 [[ "$PEERS" == 1 ]] && PY_ENV=(PYTHONPATH="$PEER_PYTHONPATH")
-step env_throughput 70 20 ${PY_ENV[@]+"${PY_ENV[@]}"} -- "$PYTHON" -m \
+step env_throughput 110 20 ${PY_ENV[@]+"${PY_ENV[@]}"} -- "$PYTHON" -m \
   experiments.benchmarks.env_throughput "${ET_ARGS[@]}" --out "$OUT_DIR/env_throughput.json"
-
-step scaling 150 30 -- "$PYTHON" -m experiments.benchmarks.scaling "${SC_ARGS[@]}" \
-  --out "$WORK_DIR/scaling"
-if [[ "$DRY" != 1 ]]; then
-  cp "$WORK_DIR/scaling/results.json" "$OUT_DIR/scaling.json" 2>/dev/null
-  cp "$WORK_DIR/scaling/scaling.png" "$OUT_DIR/scaling.png" 2>/dev/null
-fi
 
 train() {  # train NAME STEPS TRAIN-ARGS...
   local name=$1 steps=$2
@@ -281,8 +282,15 @@ train tabular_q "$STEPS_TABULAR" --learner tabular_q --env grid-tracking-v1
 train vdn "$STEPS_VD" --learner vdn --env spread-v3
 train qmix "$STEPS_VD" --learner qmix --env spread-v3
 
-if [[ "$PEERS" == 1 && -n "$JAXMARL_REPO" ]]; then
-  step lac_peer 150 40 PYTHONPATH="$PEER_PYTHONPATH" -- "$PYTHON" -m \
+step scaling 170 30 -- "$PYTHON" -m experiments.benchmarks.scaling "${SC_ARGS[@]}" \
+  --out "$WORK_DIR/scaling"
+if [[ "$DRY" != 1 ]]; then
+  cp "$WORK_DIR/scaling/results.json" "$OUT_DIR/scaling.json" 2>/dev/null
+  cp "$WORK_DIR/scaling/scaling.png" "$OUT_DIR/scaling.png" 2>/dev/null
+fi
+
+if [[ "$LAC" == 1 && "$PEERS" == 1 && -n "$JAXMARL_REPO" ]]; then
+  step lac_peer 220 60 PYTHONPATH="$PEER_PYTHONPATH" -- "$PYTHON" -m \
     experiments.benchmarks.learn_actor_critic --only throughput --jaxmarl-repo "$JAXMARL_REPO" \
     ${LAC_ARGS[@]+"${LAC_ARGS[@]}"} --out "$WORK_DIR/learn_actor_critic"
   [[ "$DRY" == 1 ]] || cp "$WORK_DIR/learn_actor_critic/results.json" \
@@ -321,11 +329,16 @@ def load(path: Path) -> dict:
         return {}
 
 
-for s in steps:  # train runs: env steps/s over the whole command (compile and eval included)
-    cfg = load(work / "train" / s["step"].removeprefix("train_") / "config.json")
+for s in steps:  # train runs: env steps/s over the whole command, and its timing.json
+    run_dir = work / "train" / s["step"].removeprefix("train_")
+    cfg = load(run_dir / "config.json")
     if s["step"].startswith("train_") and cfg and s["wall_s"]:
         total = cfg["env_steps_per_seed"] * cfg["run"]["seeds"]
         s.update(env_steps_total=total, env_steps_per_s_incl_compile=total / s["wall_s"])
+        timing = (load(run_dir / "timing.json").get("invocations") or [{}])[-1]
+        s.update({f"train_{k}": timing.get(k) for k in (
+            "compile_s", "train_s", "eval_s", "final_eval_s", "checkpoint_s",
+            "env_steps_per_s")})
 headline = {}
 et = load(out / "env_throughput.json")
 if et:
@@ -349,6 +362,9 @@ summary = {"budget_s": int(os.environ["BUDGET_S"]), "elapsed_s": int(os.environ[
 for s in steps:
     extra = (f", {s['env_steps_per_s_incl_compile']:,.0f} env steps/s incl. compile"
              if "env_steps_per_s_incl_compile" in s else "")
+    if s.get("train_env_steps_per_s"):
+        extra += (f"; training {s['train_env_steps_per_s']:,.0f} env steps/s, compile "
+                  f"{s['train_compile_s']:.1f} s")
     wall = "-" if s["wall_s"] is None else f"{s['wall_s']:.1f} s"
     print(f"  {s['step']:<16} {s['status']:<17} {wall:>8}{extra}")
 for row in headline.get("env_throughput", []):

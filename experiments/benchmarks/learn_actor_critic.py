@@ -431,10 +431,18 @@ def matched_config(name: str, defaults: dict[str, Any] | None) -> list[dict[str,
     return rows
 
 
-def run_throughput(args: argparse.Namespace) -> dict[str, Any]:
-    """Ours and JaxMARL's IPPO and MAPPO, 1 seed and ``args.seeds`` seeds, back to back."""
+def run_throughput(args: argparse.Namespace,
+                   on_row: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Ours and JaxMARL's IPPO and MAPPO, 1 seed and ``args.seeds`` seeds, back to back.
+    ``on_row(result so far)`` runs after every row (the caller saves it: a run stopped by a
+    time limit keeps what it measured)."""
     seed_counts = [1] if args.quick else sorted({1, args.seeds})  # quick: fewer compiles
     result: dict[str, Any] = {"rows": [], "jaxmarl": None, "matched_config": {}}
+
+    def add(row: dict[str, Any]) -> None:
+        result["rows"].append(row)
+        if on_row is not None:
+            on_row(result)
     modules: dict[str, tuple[Any, dict[str, Any]]] = {}
     if args.skip_jaxmarl:
         result["jaxmarl"] = {"status": "skipped", "reason": "--skip-jaxmarl"}
@@ -476,17 +484,16 @@ def run_throughput(args: argparse.Namespace) -> dict[str, Any]:
             if seeds > 1:
                 updates = max(1, updates // 4)
             log(f"throughput {name}, {seeds} seed(s), {updates} updates per run ...")
-            result["rows"].append(bench_ours(name, seeds, updates, args.throughput_repeats))
+            add(bench_ours(name, seeds, updates, args.throughput_repeats))
             devices = jax.local_device_count()
             if devices > 1 and seeds > 1 and seeds % devices == 0:
                 log(f"  ... and its seeds sharded over {devices} devices")
-                result["rows"].append(bench_ours(name, seeds, updates, args.throughput_repeats,
-                                                 devices=devices))
+                add(bench_ours(name, seeds, updates, args.throughput_repeats, devices=devices))
             if name in modules:
                 module, defaults = modules[name]
                 try:
-                    result["rows"].append(bench_jaxmarl(module, defaults, name, seeds, updates,
-                                                        args.throughput_repeats))
+                    add(bench_jaxmarl(module, defaults, name, seeds, updates,
+                                      args.throughput_repeats))
                 except Exception as exc:  # a peer failure is reported; ours are kept
                     result["jaxmarl"].setdefault("errors", []).append(
                         f"{name}/{seeds}: {type(exc).__name__}: {exc}")
@@ -659,7 +666,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         return merged
 
     if "throughput" in args.only:  # first: short, and most sensitive to load drift
-        data["throughput"] = run_throughput(args)
+        def partial(result: dict[str, Any]) -> None:
+            data["throughput"] = {**result, "complete": False}
+            save()
+
+        data["throughput"] = {**run_throughput(args, partial), "complete": True}
         save()
         log(throughput_table(data["throughput"]["rows"]))
     if "spread" in args.only:

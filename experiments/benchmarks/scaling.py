@@ -403,7 +403,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n\n", 1)[1])
-    p.add_argument("--axes", nargs="+", choices=AXES, default=list(AXES))
+    p.add_argument("--axes", nargs="+", choices=AXES, default=list(AXES),
+                   help="axes to measure, in this order (default envs seeds agents)")
     p.add_argument("--envs", nargs="+", default=list(DEFAULT_ENVS),
                    help="env ids of the envs and agents axes (default spread-v3 tracking-v1)")
     p.add_argument("--env-sizes", nargs="+", type=int, default=None,
@@ -449,7 +450,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     unknown = sorted(set(args.envs) - set(registered()))
     if unknown:
         p.error(f"unknown env id(s) {', '.join(unknown)}")
-    args.axes = [a for a in AXES if a in args.axes]
+    args.axes = list(dict.fromkeys(args.axes))  # the order given (run order), once each
     return args
 
 
@@ -476,8 +477,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     data["machine"]["device_kind"] = jax.devices()[0].device_kind
 
     def save() -> None:
-        data["machine"]["loadavg_end"] = list(os.getloadavg())
+        m = data["machine"]
+        m["loadavg_end"] = list(os.getloadavg())
         data["total_wall_s"] = time.perf_counter() - start
+        data["plot"] = plot(data["axes"], out / "scaling.png",
+                            f"scaling on {m['device_kind']} ({m['backend']}; host "
+                            f"{m['cpu_model']}, {m['usable_cores']} cores), jax "
+                            f"{m['jax_version']}")
         write_json_atomic(out / "results.json", data)
 
     for axis in args.axes:
@@ -486,13 +492,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         bends = add_efficiency(rows, args.threshold)
         data["axes"][axis] = {"title": AXIS_TITLES[axis], "unit": UNITS[axis], "rows": rows,
                               "bends": bends}
-        save()  # after every axis: a later failure loses nothing measured
+        save()  # after every axis (the plot too): a later failure loses nothing measured
 
     data["machine"]["other_cpu_busy_end"] = other_cpu_busy()
     m = data["machine"]
-    data["plot"] = plot(data["axes"], out / "scaling.png",
-                        f"scaling on {m['device_kind']} ({m['backend']}; host "
-                        f"{m['cpu_model']}, {m['usable_cores']} cores), jax {m['jax_version']}")
     save()
 
     for axis, section in data["axes"].items():
