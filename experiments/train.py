@@ -403,8 +403,12 @@ class Run:
             return jax.lax.scan(lambda c, _: learner.update(c), state, None,
                                 length=self.updates_per_chunk)
 
-        self._init = jax.jit(jax.vmap(learner.init))
-        self._chunk = jax.jit(jax.vmap(chunk))
+        # over a mesh every output stays split by seed like the inputs: without this XLA
+        # picks some outputs' shardings itself, and the second chunk compiles again
+        shard = {} if self.mesh is None else {"out_shardings": parallel.leading_sharding(
+            self.mesh)}
+        self._init = jax.jit(jax.vmap(learner.init), **shard)
+        self._chunk = jax.jit(jax.vmap(chunk), **shard)
         self._evals: dict[int, Any] = {}
 
     # -- state ---------------------------------------------------------------------------------

@@ -148,6 +148,13 @@ def _check_leading(tree: Any, multiple_of: int | None = None, what: str = "leaf"
     return lengths.pop()
 
 
+def leading_sharding(mesh: Mesh) -> NamedSharding:
+    """Split along the leading (seed) axis over ``mesh``: what :func:`shard_leading` puts and
+    what a vmapped program over it should return (``jax.jit(..., out_shardings=...)``), so
+    that its outputs can be fed back without a second compile."""
+    return NamedSharding(mesh, PartitionSpec(AXIS))
+
+
 def shard_leading(tree: Any, mesh: Mesh) -> Any:
     """``jax.device_put`` every leaf split along its leading axis over ``mesh``.
 
@@ -160,7 +167,7 @@ def shard_leading(tree: Any, mesh: Mesh) -> Any:
     processes.
     """
     _check_leading(tree, mesh.size)
-    sharding = NamedSharding(mesh, PartitionSpec(AXIS))
+    sharding = leading_sharding(mesh)
     if sharding.is_fully_addressable:
         return jax.device_put(tree, sharding)
     return jax.tree.map(lambda x: _from_process_slices(x, sharding), tree)

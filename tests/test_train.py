@@ -219,6 +219,8 @@ def test_an_existing_run_folder_is_not_overwritten(tmp_path, uninterrupted):
 DEVICES_PROGRAM = """
 import sys
 from pathlib import Path
+import jax
+jax.config.update("jax_log_compiles", True)
 from experiments import train
 out = Path(sys.argv[1])
 args = ["--learner", "ippo", "--env", "spread-v3", "--seeds", "2", "--env-steps", "400",
@@ -236,6 +238,9 @@ def test_seeds_sharded_over_two_devices_match_one_device(tmp_path):
     proc = subprocess.run([sys.executable, "-c", DEVICES_PROGRAM, str(tmp_path)], cwd=REPO,
                           capture_output=True, text=True, timeout=280, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # one compile of the chunk program per run: over the mesh its outputs keep the inputs'
+    # sharding, so feeding them back does not compile it again
+    assert proc.stderr.count("Finished XLA compilation of jit(chunk)") == 2, proc.stderr[-3000:]
     # the same numbers up to float rounding (each device count compiles its own program)
     tables = [np.genfromtxt(tmp_path / name / "metrics.csv", delimiter=",", names=True)
               for name in ("one", "two")]
