@@ -217,6 +217,20 @@ class Policy:
         mean, log_std = out[..., :self.num_actions], out[..., self.num_actions:]
         return distrax.MultivariateNormalDiag(mean, jnp.exp(log_std))
 
+    def sample(self, params: Any, obs: jax.Array, mask: jax.Array, key: jax.Array
+               ) -> tuple[jax.Array, jax.Array]:
+        """A raw sample and its log-probability, as ``distribution(...).sample`` and
+        ``log_prob`` give them. Categorical: computed directly from the normalised logits
+        (the same draws bit for bit; distrax's sample and log_prob add a validity check,
+        softmax and one-hot products that cost a rollout step about a fifth of its time)."""
+        if self.kind != "categorical":
+            dist = self.distribution(params, obs, mask)
+            raw = dist.sample(seed=key)
+            return raw, self.log_prob(dist, raw)
+        logits = jax.nn.log_softmax(jnp.where(mask, self.net.apply(params, obs), -1e9))
+        raw = jax.random.categorical(key, logits)
+        return raw, jnp.take_along_axis(logits, raw[..., None], axis=-1)[..., 0]
+
     def log_prob(self, dist: distrax.Distribution, raw: jax.Array) -> jax.Array:
         """Log-probability of the action taken, given the raw sample stored in the rollout."""
         logp = dist.log_prob(raw)
@@ -329,9 +343,8 @@ def make_learner(config: ActorCriticConfig, env: Env, env_params: Any) -> Learne
         params, value_norm = state.params, state.value_norm
 
         def act(key: jax.Array, ts: TimeStep):
-            dist = policy.distribution(params["actor"], ts.obs, ts.action_mask)
-            raw = dist.sample(seed=key)
-            extras = {"raw": raw, "log_prob": policy.log_prob(dist, raw),
+            raw, log_prob = policy.sample(params["actor"], ts.obs, ts.action_mask, key)
+            extras = {"raw": raw, "log_prob": log_prob,
                       "value": values(params, value_norm, ts.obs, ts.global_state)}
             return policy.to_env_action(raw), extras
 
