@@ -73,6 +73,26 @@ def test_masked_actions_are_never_sampled():
     assert np.all(np.asarray(dist.probs)[~np.asarray(mask)] == 0.0)
 
 
+def test_the_rollout_sampler_draws_what_distrax_draws_and_never_a_masked_action():
+    # Policy.sample (used in every rollout step) skips distrax for speed: the same draws and
+    # log-probabilities bit for bit, so the learner's results did not change with it
+    env, _ = make("spread-v3")
+    policy = ac.Policy(ac.ActorCriticConfig(**TINY), env)
+    params = policy.net.init(jax.random.PRNGKey(0), jnp.zeros((3, env.obs_dim)))
+    mask = jnp.array([[True, False, False, False, True], [False, False, True, False, False],
+                      [True, True, True, True, False]])
+    obs = jax.random.normal(jax.random.PRNGKey(1), (3, env.obs_dim))
+    keys = jax.random.split(jax.random.PRNGKey(2), 2000)
+    raw, logp = jax.vmap(lambda k: policy.sample(params, obs, mask, k))(keys)
+    dist = policy.distribution(params, obs, mask)
+    ref = jax.vmap(lambda k: dist.sample(seed=k))(keys)
+    np.testing.assert_array_equal(np.asarray(raw), np.asarray(ref))
+    np.testing.assert_array_equal(np.asarray(logp), np.asarray(dist.log_prob(ref)))
+    samples = np.asarray(raw)
+    assert set(samples[:, 0]) == {0, 4} and set(samples[:, 1]) == {2}
+    assert set(samples[:, 2]) == {0, 1, 2, 3}
+
+
 def test_squashed_gaussian_log_prob_and_range():
     env, _ = make("spread-v3", continuous_actions=True)
     config = ac.ActorCriticConfig(**TINY)
