@@ -248,7 +248,7 @@ def run_grid(fn: Callable[[Any, Any], Any], keys: Any, hps: Any,
     if padded != size:
         index = np.concatenate([np.arange(size), np.full(padded - size, size - 1)])
         keys, hps = jax.tree.map(lambda x: x[index], (keys, hps))
-    split = NamedSharding(mesh, PartitionSpec(AXIS))
+    split = leading_sharding(mesh)
     keys, hps = shard_leading((keys, hps), mesh)
     batched = jax.vmap(fn)
     if padded == size:

@@ -477,13 +477,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     data["machine"]["device_kind"] = jax.devices()[0].device_kind
 
     def save() -> None:
-        m = data["machine"]
-        m["loadavg_end"] = list(os.getloadavg())
+        data["machine"]["loadavg_end"] = list(os.getloadavg())
         data["total_wall_s"] = time.perf_counter() - start
-        data["plot"] = plot(data["axes"], out / "scaling.png",
-                            f"scaling on {m['device_kind']} ({m['backend']}; host "
-                            f"{m['cpu_model']}, {m['usable_cores']} cores), jax "
-                            f"{m['jax_version']}")
         write_json_atomic(out / "results.json", data)
 
     for axis in args.axes:
@@ -492,7 +487,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         bends = add_efficiency(rows, args.threshold)
         data["axes"][axis] = {"title": AXIS_TITLES[axis], "unit": UNITS[axis], "rows": rows,
                               "bends": bends}
-        save()  # after every axis (the plot too): a later failure loses nothing measured
+        m = data["machine"]
+        data["plot"] = plot(data["axes"], out / "scaling.png",
+                            f"scaling on {m['device_kind']} ({m['backend']}; host "
+                            f"{m['cpu_model']}, {m['usable_cores']} cores), jax "
+                            f"{m['jax_version']}")
+        save()  # after every axis, the plot too: a later failure loses nothing measured
 
     data["machine"]["other_cpu_busy_end"] = other_cpu_busy()
     m = data["machine"]
