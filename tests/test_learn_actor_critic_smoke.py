@@ -47,7 +47,13 @@ def test_learn_actor_critic_quick_run_writes_json_and_plots(run_benchmark) -> No
     assert throughput["complete"] is True  # rows are saved as they come; this marks the end
     rows = throughput["rows"]
     assert [(r["impl"], r["algorithm"], r["seeds"]) for r in rows] == [
-        ("jaxmarl_coop", "IPPO", 1), ("jaxmarl_coop", "IPPO-1x1", 1), ("jaxmarl_coop", "MAPPO", 1)]
+        ("jaxmarl_coop", "IPPO", 1), ("floor", "IPPO", 1), ("jaxmarl_coop", "IPPO-1x1", 1),
+        ("floor", "IPPO-1x1", 1), ("jaxmarl_coop", "MAPPO", 1)]
+    ours = {r["algorithm"]: r for r in rows if r["impl"] == "jaxmarl_coop"}
+    for r in rows:
+        if r["impl"] == "floor":  # the same networks as our IPPO, less its agent-id inputs
+            assert ours[r["algorithm"]]["params_per_seed"] - r["params_per_seed"] == 2 * 3 * 64
+            assert r["env_steps_per_seed"] == ours[r["algorithm"]]["env_steps_per_seed"]
     for r in rows:
         assert r["env_steps_per_s"] > 0 and r["trace_and_compile_s"] > 0
         assert r["ratio_vs_jaxmarl"] is None

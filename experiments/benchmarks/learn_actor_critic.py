@@ -29,7 +29,10 @@ What is run
    ``--seeds`` vmapped seeds, ours and theirs back to back. With several local devices
    (``--cpu-devices N`` on a CPU) our vmapped seeds are also run sharded over them
    (``jaxmarl_coop.parallel``), each device on its own core; JaxMARL's scripts have no such
-   option and run on one device.
+   option and run on one device. For the IPPO rows, a ``floor`` row times the matched
+   networks' arithmetic alone (``floor_program``: rollout forwards, minibatch forwards and
+   backwards, nothing else); its ratio to JaxMARL is the most any implementation could gain
+   at matched work on these XLA kernels.
 
 Every training run of parts 1 and 2 is timed once (the budgets are too long for repeats),
 compile time apart. Mean ± 95% CI (Student t) over seeds throughout. Curves (mean with a 95%
@@ -73,6 +76,7 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from experiments.benchmarks.common import (  # noqa: E402
@@ -382,6 +386,78 @@ def bench_jaxmarl(module: Any, defaults: dict[str, Any], name: str, seeds: int, 
                            overrides=overrides, num_updates=int(config["NUM_UPDATES"]))
 
 
+def floor_program(settings: dict[str, Any], obs_dim: int, num_agents: int, num_actions: int,
+                  updates: int) -> Callable[[jax.Array], Any]:
+    """The matched networks' arithmetic alone, ``updates`` times: per update, the actor and
+    the critic forward on every agent of every env for ``rollout_length`` dependent steps,
+    then forward and backward through both on ``num_epochs x num_minibatches`` minibatches of
+    fixed data, each followed by a plain SGD step (so that the steps depend on each other).
+    No env, loss terms, optimiser state, shuffling or GAE: what any program at these settings
+    must compute, timed on the same XLA kernels. Its env steps/s over JaxMARL's is the most
+    that a faster env, loss or optimiser could gain at matched work (local-observation
+    critics, as in IPPO)."""
+    envs, steps = settings["num_envs"], settings["rollout_length"]
+    epochs, minibatches = settings["num_epochs"], settings["num_minibatches"]
+    hidden = tuple(settings["hidden"])
+    activation = {"tanh": jnp.tanh, "relu": jax.nn.relu}[settings["activation"]]
+    minibatch = envs * steps * num_agents // minibatches
+
+    def mlp(layers: list[tuple[jax.Array, jax.Array]], x: jax.Array) -> jax.Array:
+        for i, (w, b) in enumerate(layers):
+            x = x @ w + b
+            if i < len(layers) - 1:
+                x = activation(x)
+        return x
+
+    def init(key: jax.Array, sizes: tuple[int, ...]) -> list[tuple[jax.Array, jax.Array]]:
+        keys = jax.random.split(key, len(sizes) - 1)
+        return [(jax.random.normal(k, (a, b)) / np.sqrt(a), jnp.zeros(b))
+                for k, a, b in zip(keys, sizes[:-1], sizes[1:], strict=True)]
+
+    def loss(p: dict[str, Any], x: jax.Array, ca: jax.Array, cc: jax.Array) -> jax.Array:
+        return jnp.sum(mlp(p["actor"], x) * ca) + jnp.sum(mlp(p["critic"], x) * cc)
+
+    def train(key: jax.Array) -> Any:
+        k_a, k_c, k_obs, k_x, k_ca, k_cc = jax.random.split(key, 6)
+        params = {"actor": init(k_a, (obs_dim, *hidden, num_actions)),
+                  "critic": init(k_c, (obs_dim, *hidden, 1))}
+        obs = jax.random.normal(k_obs, (steps, envs * num_agents, obs_dim))
+        n = epochs * minibatches
+        data = (jax.random.normal(k_x, (n, minibatch, obs_dim)),
+                jax.random.normal(k_ca, (n, minibatch, num_actions)) / minibatch,
+                jax.random.normal(k_cc, (n, minibatch, 1)) / minibatch)
+
+        def update(params: dict[str, Any], _: None) -> tuple[dict[str, Any], None]:
+            def act(c: jax.Array, x: jax.Array) -> tuple[jax.Array, None]:
+                out = mlp(params["actor"], x + c)[0, 0] + mlp(params["critic"], x + c)[0, 0]
+                return c + 1e-9 * out, None
+
+            c, _ = jax.lax.scan(act, jnp.zeros(()), obs)
+
+            def sgd(params: dict[str, Any], batch: tuple[jax.Array, ...]
+                    ) -> tuple[dict[str, Any], None]:
+                grads = jax.grad(loss)(params, batch[0] + c, *batch[1:])
+                return jax.tree.map(lambda w, g: w - 1e-3 * g, params, grads), None
+
+            return jax.lax.scan(sgd, params, data)[0], None
+
+        return jax.lax.scan(update, params, None, length=updates)[0]
+
+    return train
+
+
+def bench_floor(name: str, updates: int, repeats: int) -> dict[str, Any]:
+    """``floor_program`` at JaxMARL's matched settings for ``name`` (its obs width, 18 on
+    spread: no agent id)."""
+    env, _ = make("spread-v3", num_agents=3)
+    settings = JAXMARL_BASELINES[name]["ours"]
+    train = floor_program(settings, env.obs_dim, env.num_agents,
+                          env.num_actions, updates)
+    out, timing = _time_program(train, lambda i: (jax.random.PRNGKey(2000 + i),), repeats)
+    steps = updates * settings["num_envs"] * settings["rollout_length"]
+    return _throughput_row("floor", name, 1, steps, timing, _param_count(out), updates=updates)
+
+
 def _throughput_row(impl: str, name: str, seeds: int, steps_per_seed: int,
                     timing: dict[str, Any], params: int, **extra: Any) -> dict[str, Any]:
     rate = seeds * steps_per_seed / timing["median_run_s"]
@@ -485,6 +561,9 @@ def run_throughput(args: argparse.Namespace,
                 updates = max(1, updates // 4)
             log(f"throughput {name}, {seeds} seed(s), {updates} updates per run ...")
             add(bench_ours(name, seeds, updates, args.throughput_repeats))
+            if seeds == 1 and name.startswith("IPPO"):
+                log("  ... and the floor: the matched networks' arithmetic alone")
+                add(bench_floor(name, updates, args.throughput_repeats))
             devices = jax.local_device_count()
             if devices > 1 and seeds > 1 and seeds % devices == 0:
                 log(f"  ... and its seeds sharded over {devices} devices")
@@ -501,7 +580,7 @@ def run_throughput(args: argparse.Namespace,
     peer = {(r["algorithm"], r["seeds"]): r for r in result["rows"] if r["impl"] == "jaxmarl"}
     for r in result["rows"]:
         p = peer.get((r["algorithm"], r["seeds"]))
-        ok = p is not None and r["impl"] == "jaxmarl_coop"
+        ok = p is not None and r["impl"] in ("jaxmarl_coop", "floor")
         r["ratio_vs_jaxmarl"] = r["env_steps_per_s"] / p["env_steps_per_s"] if ok else None
         r["compile_ratio_vs_jaxmarl"] = (r["trace_and_compile_s"] / p["trace_and_compile_s"]
                                          if ok else None)
@@ -710,6 +789,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         print(f"\nthroughput on spread (3 agents), training end to end, median of "
               f"{args.throughput_repeats} runs, compile apart:")
         print(throughput_table(th["rows"]))
+        for r in th["rows"]:
+            if r["impl"] == "floor" and r["ratio_vs_jaxmarl"] is not None:
+                print(f"ceiling at matched work, {r['algorithm']}: the networks' arithmetic "
+                      f"alone (floor) runs {r['ratio_vs_jaxmarl']:.2f}x JaxMARL's env steps/s")
         jm = th["jaxmarl"] or {}
         if jm.get("status") != "ok":
             print(f"JaxMARL: {jm.get('status')} ({jm.get('reason') or jm.get('error')})")
