@@ -2,7 +2,7 @@
 # One prepared benchmark run on a single-GPU machine (H100/H200 class), from the repository root:
 #
 #   bash experiments/benchmarks/gpu.sh                      # the whole run, < 7.5 minutes
-#   GPU_SH_LAC=1 GPU_SH_BUDGET_S=660 bash experiments/benchmarks/gpu.sh   # + lac_peer (~4 min)
+#   GPU_SH_LAC=1 GPU_SH_BUDGET_S=690 bash experiments/benchmarks/gpu.sh   # + lac_peer (~4 min)
 #   GPU_SH_DRY_RUN=1 bash experiments/benchmarks/gpu.sh     # print the commands, run nothing
 #   GPU_SH_QUICK=1 bash experiments/benchmarks/gpu.sh       # tiny sizes: a smoke test (CPU too)
 #
@@ -32,7 +32,7 @@
 #   scaling         experiments.benchmarks.scaling, GPU sizes (envs 16..65536, agents 2..32 at
 #                   batch 1024, seeds 1..64; in that order, the JSON saved after each axis)
 #   lac_peer        (GPU_SH_LAC=1, peers on and JAXMARL_REPO set) learn_actor_critic --only
-#                   throughput: our IPPO/MAPPO against JaxMARL's baseline scripts (~200 s on
+#                   throughput: our IPPO/MAPPO against JaxMARL's baseline scripts (~210 s on
 #                   an H100: raise GPU_SH_BUDGET_S by that much)
 #
 # Output: OUT_DIR = $OUT if set (the device tool's folder), else runs/bench/gpu. It receives at
@@ -290,7 +290,7 @@ if [[ "$DRY" != 1 ]]; then
 fi
 
 if [[ "$LAC" == 1 && "$PEERS" == 1 && -n "$JAXMARL_REPO" ]]; then
-  step lac_peer 220 60 PYTHONPATH="$PEER_PYTHONPATH" -- "$PYTHON" -m \
+  step lac_peer 240 60 PYTHONPATH="$PEER_PYTHONPATH" -- "$PYTHON" -m \
     experiments.benchmarks.learn_actor_critic --only throughput --jaxmarl-repo "$JAXMARL_REPO" \
     ${LAC_ARGS[@]+"${LAC_ARGS[@]}"} --out "$WORK_DIR/learn_actor_critic"
   [[ "$DRY" == 1 ]] || cp "$WORK_DIR/learn_actor_critic/results.json" \
