@@ -429,7 +429,8 @@ def floor_program(settings: dict[str, Any], obs_dim: int, num_agents: int, num_a
 
         def update(params: dict[str, Any], _: None) -> tuple[dict[str, Any], None]:
             def act(c: jax.Array, x: jax.Array) -> tuple[jax.Array, None]:
-                out = mlp(params["actor"], x + c)[0, 0] + mlp(params["critic"], x + c)[0, 0]
+                # every output summed, so that XLA cannot narrow the dots to a slice of them
+                out = jnp.sum(mlp(params["actor"], x + c)) + jnp.sum(mlp(params["critic"], x + c))
                 return c + 1e-9 * out, None
 
             c, _ = jax.lax.scan(act, jnp.zeros(()), obs)
