@@ -107,6 +107,7 @@ from jaxmarl_coop import parallel  # noqa: E402
 from jaxmarl_coop.envs import greedy_chase_policy, make, random_policy  # noqa: E402
 from jaxmarl_coop.learners import actor_critic as ac  # noqa: E402
 from jaxmarl_coop.learners.base import stack_hyperparams  # noqa: E402
+from jaxmarl_coop.learners.networks import MLP  # noqa: E402
 from jaxmarl_coop.runs import write_json_atomic  # noqa: E402
 
 DEFAULT_OUT = "runs/bench/learn_actor_critic"
@@ -398,30 +399,17 @@ def floor_program(settings: dict[str, Any], obs_dim: int, num_agents: int, num_a
     critics, as in IPPO)."""
     envs, steps = settings["num_envs"], settings["rollout_length"]
     epochs, minibatches = settings["num_epochs"], settings["num_minibatches"]
-    hidden = tuple(settings["hidden"])
-    activation = {"tanh": jnp.tanh, "relu": jax.nn.relu}[settings["activation"]]
+    actor = MLP(tuple(settings["hidden"]), num_actions, settings["activation"])
+    critic = MLP(tuple(settings["hidden"]), 1, settings["activation"])
     minibatch = envs * steps * num_agents // minibatches
 
-    def mlp(layers: list[tuple[jax.Array, jax.Array]], x: jax.Array) -> jax.Array:
-        for i, (w, b) in enumerate(layers):
-            x = x @ w + b
-            if i < len(layers) - 1:
-                x = activation(x)
-        return x
-
-    def init(key: jax.Array, sizes: tuple[int, ...]) -> list[tuple[jax.Array, jax.Array]]:
-        keys = jax.random.split(key, len(sizes) - 1)
-        return [(jax.random.normal(k, (a, b)) / np.sqrt(a), jnp.zeros(b))
-                for k, a, b in zip(keys, sizes[:-1], sizes[1:], strict=True)]
-
     def loss(p: dict[str, Any], x: jax.Array, ca: jax.Array, cc: jax.Array) -> jax.Array:
-        return jnp.sum(mlp(p["actor"], x) * ca) + jnp.sum(mlp(p["critic"], x) * cc)
+        return jnp.sum(actor.apply(p["actor"], x) * ca) + jnp.sum(critic.apply(p["critic"], x) * cc)
 
     def train(key: jax.Array) -> Any:
         k_a, k_c, k_obs, k_x, k_ca, k_cc = jax.random.split(key, 6)
-        params = {"actor": init(k_a, (obs_dim, *hidden, num_actions)),
-                  "critic": init(k_c, (obs_dim, *hidden, 1))}
         obs = jax.random.normal(k_obs, (steps, envs * num_agents, obs_dim))
+        params = {"actor": actor.init(k_a, obs[0]), "critic": critic.init(k_c, obs[0])}
         n = epochs * minibatches
         data = (jax.random.normal(k_x, (n, minibatch, obs_dim)),
                 jax.random.normal(k_ca, (n, minibatch, num_actions)) / minibatch,
@@ -430,7 +418,8 @@ def floor_program(settings: dict[str, Any], obs_dim: int, num_agents: int, num_a
         def update(params: dict[str, Any], _: None) -> tuple[dict[str, Any], None]:
             def act(c: jax.Array, x: jax.Array) -> tuple[jax.Array, None]:
                 # every output summed, so that XLA cannot narrow the dots to a slice of them
-                out = jnp.sum(mlp(params["actor"], x + c)) + jnp.sum(mlp(params["critic"], x + c))
+                out = (jnp.sum(actor.apply(params["actor"], x + c))
+                       + jnp.sum(critic.apply(params["critic"], x + c)))
                 return c + 1e-9 * out, None
 
             c, _ = jax.lax.scan(act, jnp.zeros(()), obs)
