@@ -19,8 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-#: Bumped whenever what a checkpoint holds changes; older checkpoints are refused.
-FORMAT_VERSION = 1
+#: the run folder's format version (``runs.folder``); checkpoints of another are refused
+from jaxmarl_coop.runs.folder import FORMAT_VERSION
 
 
 class CheckpointError(ValueError):

@@ -25,6 +25,9 @@ from jaxmarl_coop.envs.matrix_games import (
     PrisonersDilemma,
     PrisonersDilemmaParams,
 )
+from jaxmarl_coop.envs.policy import Policy as Policy
+from jaxmarl_coop.envs.policy import feed_forward as feed_forward
+from jaxmarl_coop.envs.policy import reset_carry as reset_carry
 from jaxmarl_coop.envs.registry import (
     make,
     reference_policies,

@@ -8,7 +8,6 @@ over them is a ``vmap``, not a recompile. ``step`` never resets: see ``wrappers.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from typing import Any, ClassVar, Generic, NamedTuple, TypeVar
 
 import jax
@@ -271,18 +270,20 @@ def check_obs_width(env: Env, obs: jax.Array) -> None:
                          f"of shape (..., {env.num_agents}, >= {env.obs_dim}), got {obs.shape}")
 
 
-def random_policy(env: Env) -> Callable[[jax.Array, TimeStep], jax.Array]:
-    """Uniformly random legal actions: ``policy(key, timestep) -> actions``.
+def random_policy(env: Env) -> Any:
+    """Uniformly random legal actions, as a feed-forward ``Policy``
+    (``policy(key, timestep, carry) -> (actions, carry)``).
 
     Discrete: uniform over the actions the mask allows; continuous: uniform in [0, 1].
     """
+    from jaxmarl_coop.envs.policy import feed_forward  # policy.py imports this module
 
-    def policy(key: jax.Array, timestep: TimeStep) -> jax.Array:
+    def random(key: jax.Array, timestep: TimeStep) -> jax.Array:
         if env.continuous_actions:
             return env.action_space.sample(key)
         return env.action_space.sample(key, timestep.action_mask)
 
-    return policy
+    return feed_forward(random)
 
 
 def checked(fn: Any) -> Any:

@@ -54,8 +54,6 @@ fixed cycle and an all-red clearance interval); see their docstrings.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -63,13 +61,13 @@ from flax import struct
 
 from jaxmarl_coop.envs import physics
 from jaxmarl_coop.envs.core import Env, TimeStep, check_count, check_param, concrete_values
+from jaxmarl_coop.envs.policy import Policy, feed_forward
 
 KEEP, ACCELERATE, BRAKE = 0, 1, 2
 #: the action's sign of the speed change, in the order [keep, accelerate, brake]
 SPEED_CHANGE = np.array([0.0, 1.0, -1.0], np.float32)
 LANE_COLORS = ((0.35, 0.35, 0.85), (0.9, 0.55, 0.15))  # west → east, south → north
 
-Policy = Callable[[jax.Array, TimeStep], jax.Array]
 
 
 @struct.dataclass
@@ -242,7 +240,7 @@ def always_go_policy(env: Intersection) -> Policy:
         del key, timestep
         return jnp.full((env.num_agents,), ACCELERATE, jnp.int32)
 
-    return policy
+    return feed_forward(policy)
 
 
 def braking_distance(speed: jax.Array, params: IntersectionParams) -> jax.Array:
@@ -302,7 +300,7 @@ def fixed_time_light_policy(env: Intersection, params: IntersectionParams | None
         go = green | (position >= z0) | committed
         return jnp.where(go, ACCELERATE, red_action).astype(jnp.int32)
 
-    return policy
+    return feed_forward(policy)
 
 
 # ----- drawing --------------------------------------------------------------------------

@@ -60,7 +60,6 @@ cooperation is worth here. Team returns with the defaults (mean of 1024 episodes
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -69,8 +68,7 @@ import numpy as np
 from flax import struct
 
 from jaxmarl_coop.envs.core import Env, TimeStep, check_count, check_param
-
-Policy = Callable[[jax.Array, TimeStep], jax.Array]
+from jaxmarl_coop.envs.policy import Policy, feed_forward
 
 
 @struct.dataclass
@@ -278,7 +276,7 @@ def round_robin_policy(env: LoadBalancing) -> Policy:
         last = jnp.argmax(timestep.obs[:, 2 * m + 2:3 * m + 2], axis=-1)
         return ((last + 1) % m).astype(jnp.int32)
 
-    return policy
+    return feed_forward(policy)
 
 
 def join_shortest_queue_policy(env: LoadBalancing) -> Policy:
@@ -293,7 +291,7 @@ def join_shortest_queue_policy(env: LoadBalancing) -> Policy:
         queue, speed, sizes = gs[:m], gs[m:2 * m], gs[2 * m:2 * m + k]
         return jax.vmap(lambda s: _best_server(queue, speed, s))(sizes)
 
-    return policy
+    return feed_forward(policy)
 
 
 def join_shortest_observed_queue_policy(env: LoadBalancing) -> Policy:
@@ -306,7 +304,7 @@ def join_shortest_observed_queue_policy(env: LoadBalancing) -> Policy:
         obs = timestep.obs
         return jax.vmap(_best_server)(obs[:, :m], obs[:, m:2 * m], obs[:, 2 * m])
 
-    return policy
+    return feed_forward(policy)
 
 
 def coordinated_dispatch_policy(env: LoadBalancing) -> Policy:
@@ -326,7 +324,7 @@ def coordinated_dispatch_policy(env: LoadBalancing) -> Policy:
         _, actions = jax.lax.scan(choose, gs[:m], gs[2 * m:2 * m + k])
         return actions
 
-    return policy
+    return feed_forward(policy)
 
 
 # ----- drawing --------------------------------------------------------------------------

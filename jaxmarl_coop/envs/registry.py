@@ -71,7 +71,7 @@ def make(env_id: str, **kwargs: Any) -> tuple[Env, Any]:
 def register_reference_policy(env_id: str, name: str, factory: Callable[..., Any]) -> None:
     """Register a scripted policy an env's learners are compared with.
 
-    ``factory(env)`` or ``factory(env, params)`` returns ``policy(key, timestep) -> actions``
+    ``factory(env)`` or ``factory(env, params)`` returns a ``Policy`` (``envs.policy``)
     (the second form for policies that need the env's params, e.g. to read a clock).
     ``experiments.train`` evaluates and plots every registered one next to the learner.
     """
@@ -94,7 +94,7 @@ def _takes_params(factory: Callable[..., Any]) -> bool:
 
 def reference_policies(env: Env | str) -> dict[str, Callable[[Env, Any], Callable[..., Any]]]:
     """An env's (or env id's) registered reference policies by name, each as
-    ``factory(env, params) -> policy(key, timestep)``. The uniformly random policy is not
+    ``factory(env, params) -> Policy``. The uniformly random policy is not
     among them (it is ``envs.random_policy`` for every env)."""
     env_id = env if isinstance(env, str) else env.name
     out = {}

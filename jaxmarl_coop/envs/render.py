@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Circle, Rectangle
 
 from jaxmarl_coop.envs.core import Env, TimeStep
+from jaxmarl_coop.envs.policy import Policy, check_policy
 
 #: Default frame width and height in pixels.
 DEFAULT_SIZE = 400
@@ -39,7 +40,6 @@ TARGET_COLOR = (0.9, 0.1, 0.1)
 LANDMARK_RADIUS = 0.05
 
 Color = Any  # anything matplotlib accepts as a colour
-Policy = Callable[[jax.Array, TimeStep], jax.Array]
 
 
 # ----- frames ---------------------------------------------------------------------------
@@ -301,7 +301,7 @@ def _has_auto_reset(env: Env) -> bool:
 def rollout_frames(env: Env, params: Any, policy: Policy, key: jax.Array,
                    max_steps: int | None = None, *, size: int | None = None
                    ) -> list[np.ndarray]:
-    """Play one episode of ``policy(key, timestep) -> actions`` and draw every state.
+    """Play one episode of ``policy`` (a ``Policy``) and draw every state.
 
     Resets, then steps (one jitted step) until the episode ends (terminated or truncated)
     or ``max_steps`` steps were taken (default ``params.max_steps``). Returns the frames
@@ -321,19 +321,24 @@ def rollout_frames(env: Env, params: Any, policy: Policy, key: jax.Array,
             or max_steps < 0:
         raise ValueError(f"max_steps must be an int >= 0, got {max_steps!r}")
 
+    policy = check_policy(policy, "rollout_frames")
+
     @jax.jit
-    def step(key: jax.Array, state: Any, ts: TimeStep, params: Any) -> tuple[Any, TimeStep]:
+    def step(key: jax.Array, state: Any, ts: TimeStep, carry: Any, params: Any
+             ) -> tuple[Any, TimeStep, Any]:
         k_act, k_step = jax.random.split(key)
-        return env.step(k_step, state, policy(k_act, ts), params)
+        actions, carry = policy(k_act, ts, carry)
+        return (*env.step(k_step, state, actions, params), carry)
 
     k_reset, key = jax.random.split(key)
     state, ts = env.reset(k_reset, params)
+    carry = policy.initial_carry(None)  # one episode: no reset needed inside it
     frames = [env.render(state, params, size=size)]
     for _ in range(int(max_steps)):
         if bool(ts.done):
             break
         key, k_step = jax.random.split(key)
-        state, ts = step(k_step, state, ts, params)
+        state, ts, carry = step(k_step, state, ts, carry, params)
         frames.append(env.render(state, params, size=size))
     return frames
 

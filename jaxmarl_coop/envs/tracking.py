@@ -33,8 +33,6 @@ Reference policies: ``random_policy`` (uniform legal actions, ``envs.core``) and
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -42,6 +40,7 @@ from flax import struct
 
 from jaxmarl_coop.envs import physics
 from jaxmarl_coop.envs.core import Env, TimeStep, check_count, check_param, concrete_values
+from jaxmarl_coop.envs.policy import Policy, feed_forward
 
 
 @struct.dataclass
@@ -222,7 +221,7 @@ class Tracking(Env[TrackingState, TrackingParams]):
                         truncated=state.step >= params.max_steps, info=info)
 
 
-def greedy_chase_policy(env: Tracking) -> Callable[[jax.Array, TimeStep], jax.Array]:
+def greedy_chase_policy(env: Tracking) -> Policy:
     """Every agent heads straight for the target, ignoring its teammates.
 
     Discrete: the move whose direction best matches ``p_T - p_i``; continuous: full thrust
@@ -241,4 +240,4 @@ def greedy_chase_policy(env: Tracking) -> Callable[[jax.Array, TimeStep], jax.Ar
         score = to_target @ jnp.asarray(physics.DISCRETE_DIRECTIONS).T  # (N, 5)
         return jnp.argmax(score.at[:, 0].set(1e-6), axis=-1).astype(jnp.int32)
 
-    return policy
+    return feed_forward(policy)

@@ -22,7 +22,7 @@ Every hyperparameter is traced, so seeds and settings vmap in one program.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import distrax
 import flax.linen as nn
@@ -32,8 +32,10 @@ import optax
 from flax import struct
 
 from jaxmarl_coop.envs.core import Env, TimeStep, check_param
+from jaxmarl_coop.envs.policy import Policy, feed_forward
 from jaxmarl_coop.learners.base import (
     Learner,
+    LearnerConfig,
     batch_env,
     check_counts,
     check_probability,
@@ -71,7 +73,7 @@ class ActorCriticHyperparams:
 
 
 @dataclasses.dataclass(frozen=True)
-class ActorCriticConfig:
+class ActorCriticConfig(LearnerConfig):
     """Static shape of a run (changing one recompiles).
 
     ``num_epochs``/``num_minibatches`` default to 4/4 for PPO; A2C takes one gradient step
@@ -96,8 +98,10 @@ class ActorCriticConfig:
     clip_value_loss: bool = True
     anneal_lr: bool = True
 
+    Hyperparams: ClassVar[type] = ActorCriticHyperparams
+
     def __post_init__(self) -> None:
-        check_counts(self, "num_envs", "rollout_length", "num_updates")
+        super().__post_init__()
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"ActorCriticConfig.algorithm must be one of {ALGORITHMS}, got "
                              f"{self.algorithm!r}")
@@ -126,10 +130,6 @@ class ActorCriticConfig:
         if batch % self.num_minibatches:
             raise ValueError(f"ActorCriticConfig.num_minibatches ({self.num_minibatches}) must "
                              f"divide the batch num_envs * rollout_length = {batch}")
-
-    @property
-    def total_env_steps(self) -> int:
-        return self.num_envs * self.rollout_length * self.num_updates
 
     def hyperparams(self, **overrides: Any) -> ActorCriticHyperparams:
         return ActorCriticHyperparams(**overrides)
@@ -191,7 +191,7 @@ def _optimizer(lr: jax.Array, max_grad_norm: jax.Array) -> optax.GradientTransfo
     return optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.adam(lr, eps=1e-5))
 
 
-class Policy:
+class ActorHead:
     """The actor as ``distrax`` distributions over every agent's action."""
 
     def __init__(self, config: ActorCriticConfig, env: Env) -> None:
@@ -281,7 +281,7 @@ def _critic_inputs(config: ActorCriticConfig, obs: jax.Array, global_state: jax.
 
 def make_learner(config: ActorCriticConfig, env: Env, env_params: Any) -> Learner:
     """MAPPO / MAA2C / IPPO / IA2C on ``env``, as configured."""
-    policy = Policy(config, env)
+    policy = ActorHead(config, env)
     venv = batch_env(env, config.num_envs)
     n = env.num_agents
     groups = agent_groups(env, config.share_params)
@@ -384,13 +384,24 @@ def make_learner(config: ActorCriticConfig, env: Env, env_params: Any) -> Learne
     return Learner(init, update, make_train(init, update, config.num_updates))
 
 
-def make_policy(config: ActorCriticConfig, env: Env, params: Any, greedy: bool = True):
-    """The trained actor as ``policy(key, timestep) -> actions`` (mode, or sampled)."""
-    policy = Policy(config, env)
+def make_policy(config: ActorCriticConfig, env: Env, params: Any, greedy: bool = True
+                ) -> Policy:
+    """The trained actor of ``params`` (as ``policy_params`` gives them) as a ``Policy``:
+    its mode (``greedy``) or a sample of its distribution."""
+    head = ActorHead(config, env)
 
     def act(key: jax.Array, ts: TimeStep) -> jax.Array:
-        dist = policy.distribution(params["actor"], ts.obs, ts.action_mask)
+        dist = head.distribution(params["actor"], ts.obs, ts.action_mask)
         raw = dist.mode() if greedy else dist.sample(seed=key)
-        return policy.to_env_action(raw)
+        return head.to_env_action(raw)
 
-    return act
+    return feed_forward(act, name="actor_critic")
+
+
+def policy_params(state: ActorCriticState) -> Any:
+    """What ``make_policy`` needs from a learner state: the network parameters."""
+    return state.params
+
+
+Config = ActorCriticConfig
+Hyperparams = ActorCriticHyperparams

@@ -8,14 +8,49 @@ hyperparameter settings as one program. Metrics are per update, never per env st
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from jaxmarl_coop.envs.core import Env, check_count, check_param
 from jaxmarl_coop.envs.wrappers import VecEnv, wrap
+
+
+@dataclasses.dataclass(frozen=True)
+class LearnerConfig:
+    """What every learner's config states: the static shape of a run (changing a field
+    recompiles). A learner module's ``Config`` subclasses it (redeclaring the defaults it
+    wants) and names its traced hyperparameters' class in ``Hyperparams``.
+
+    ``num_envs`` envs step ``rollout_length`` times per update, for ``num_updates`` updates:
+    ``total_env_steps = num_envs * rollout_length * num_updates`` per seed.
+    """
+
+    num_envs: int = 16
+    rollout_length: int = 128
+    num_updates: int = 200
+    #: the traced hyperparameters' class (a ``flax.struct`` dataclass of floats)
+    Hyperparams: ClassVar[type] = type(None)
+
+    def __post_init__(self) -> None:
+        check_counts(self, "num_envs", "rollout_length", "num_updates")
+
+    @property
+    def env_steps_per_update(self) -> int:
+        """Env steps per update, over all of a seed's envs."""
+        return self.num_envs * self.rollout_length
+
+    @property
+    def total_env_steps(self) -> int:
+        """Env steps per seed over the whole run."""
+        return self.env_steps_per_update * self.num_updates
+
+    def hyperparams(self, **overrides: Any) -> Any:
+        """The traced hyperparameters (``Hyperparams``'s defaults, then ``overrides``)."""
+        return self.Hyperparams(**overrides)
 
 
 class Learner(NamedTuple):

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import flashbax as fbx
 import jax
@@ -37,8 +37,10 @@ import optax
 from flax import struct
 
 from jaxmarl_coop.envs.core import Env, TimeStep, check_param
+from jaxmarl_coop.envs.policy import Policy, feed_forward
 from jaxmarl_coop.learners.base import (
     Learner,
+    LearnerConfig,
     batch_env,
     check_counts,
     check_probability,
@@ -79,7 +81,7 @@ class DQNHyperparams:
 
 
 @dataclasses.dataclass(frozen=True)
-class DQNConfig:
+class DQNConfig(LearnerConfig):
     """Static shape of a run: sizes, counts and switches (changing one recompiles)."""
 
     num_envs: int = 8
@@ -96,8 +98,11 @@ class DQNConfig:
     hidden: tuple[int, ...] = (64, 64)
     anneal_lr: bool = False  # learning rate falls linearly to 0 over training
 
+    Hyperparams: ClassVar[type] = DQNHyperparams
+
     def __post_init__(self) -> None:
-        check_counts(self, "num_envs", "rollout_length", "num_updates", "buffer_size",
+        super().__post_init__()
+        check_counts(self, "buffer_size",
                      "batch_size", "num_epochs", "target_update_interval", "n_step")
         check_counts(self, "learning_starts", minimum=0)
         if self.buffer_size < self.batch_size:
@@ -110,10 +115,6 @@ class DQNConfig:
         if not self.hidden or any(int(h) < 1 for h in self.hidden):
             raise ValueError(f"DQNConfig.hidden must be positive layer widths, got "
                              f"{self.hidden!r}")
-
-    @property
-    def total_env_steps(self) -> int:
-        return self.num_envs * self.rollout_length * self.num_updates
 
     def hyperparams(self, **overrides: Any) -> DQNHyperparams:
         return DQNHyperparams(**overrides)
@@ -299,11 +300,25 @@ def make_learner(config: DQNConfig, env: Env, env_params: Any) -> Learner:
                           agent_q=net.apply, loss=loss)
 
 
-def greedy_policy(config: DQNConfig, env: Env, params: Any):
-    """The greedy policy of trained Q-network ``params``: ``policy(key, timestep)``."""
+def make_policy(config: DQNConfig, env: Env, params: Any, greedy: bool = True,
+                epsilon: float = 0.05) -> Policy:
+    """The trained Q-network of ``params`` as a ``Policy``: greedy (ties broken at random),
+    or epsilon-greedy with ``epsilon`` when ``greedy`` is False."""
     net = make_network(config, env)
 
-    def policy(key: jax.Array, ts: TimeStep) -> jax.Array:
-        return masked_argmax(key, net.apply(params, ts.obs), ts.action_mask).astype(jnp.int32)
+    def act(key: jax.Array, ts: TimeStep) -> jax.Array:
+        q = net.apply(params, ts.obs)
+        if greedy:
+            return masked_argmax(key, q, ts.action_mask).astype(jnp.int32)
+        return epsilon_greedy(key, q, ts.action_mask, jnp.asarray(epsilon, jnp.float32))
 
-    return policy
+    return feed_forward(act, name="dqn")
+
+
+def policy_params(state: DQNState) -> Any:
+    """What ``make_policy`` needs from a learner state: the online network's parameters."""
+    return state.params
+
+
+Config = DQNConfig
+Hyperparams = DQNHyperparams

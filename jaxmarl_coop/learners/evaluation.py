@@ -1,24 +1,23 @@
 """Pure evaluation of a policy: whole episodes on a batch of envs, one jitted call.
 
-A policy is any function ``policy(key, timestep) -> actions`` (a reference script, or a
-trained network's greedy or sampled actions). ``evaluate`` plays one episode in each of
-``num_episodes`` envs and returns per-episode figures: the team return (sum over agents of
-each agent's return), per-agent returns, length, and the episode mean of every scalar
-metric the env reports in ``info``.
+A policy is a ``jaxmarl_coop.envs.Policy``, ``policy(key, timestep, carry) -> (actions,
+carry)`` (a reference script, or a trained network's greedy or sampled actions); its carry
+starts from ``policy.initial_carry()`` and is reset at every episode start. ``evaluate``
+plays one episode in each of ``num_episodes`` envs and returns per-episode figures: the team
+return (sum over agents of each agent's return), per-agent returns, length, and the episode
+mean of every scalar metric the env reports in ``info``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from jaxmarl_coop.envs.core import Env, TimeStep, check_count
+from jaxmarl_coop.envs.core import Env, check_count
+from jaxmarl_coop.envs.policy import Policy, check_policy, reset_carry
 from jaxmarl_coop.envs.wrappers import AutoReset, EpisodeStats
-
-Policy = Callable[[jax.Array, TimeStep], jax.Array]
 
 
 def evaluate(env: Env, params: Any, policy: Policy, key: jax.Array, num_episodes: int,
@@ -31,6 +30,7 @@ def evaluate(env: Env, params: Any, policy: Policy, key: jax.Array, num_episodes
     and one (E,) array per env metric.
     """
     num_episodes = check_count("num_episodes", num_episodes, 1)
+    policy = check_policy(policy, "evaluate")
     if max_steps is None:
         max_steps = int(params.max_steps)
     max_steps = check_count("max_steps", max_steps, 1)
@@ -43,17 +43,19 @@ def evaluate(env: Env, params: Any, policy: Policy, key: jax.Array, num_episodes
         empty = jax.tree.map(jnp.zeros_like, first)
 
         def body(carry, key):
-            state, ts, done_before, record = carry
+            state, ts, memory, done_before, record = carry
             k_act, k_step = jax.random.split(key)
-            state, ts = stats_env.step(k_step, state, policy(k_act, ts), params)
+            actions, memory = policy(k_act, ts, memory)
+            state, ts = stats_env.step(k_step, state, actions, params)
+            memory = reset_carry(policy, memory, ts.info["episode_done"])
             now = ts.info["episode_done"] & ~done_before
             record = jax.tree.map(lambda new, old: jnp.where(now, new, old),
                                   _episode_figures(ts.info), record)
-            return (state, ts, done_before | ts.info["episode_done"], record), None
+            return (state, ts, memory, done_before | ts.info["episode_done"], record), None
 
-        init = (state, ts, jnp.zeros((), bool), empty)
-        (_, _, completed, record), _ = jax.lax.scan(body, init,
-                                                    jax.random.split(k_run, max_steps))
+        init = (state, ts, policy.initial_carry(None), jnp.zeros((), bool), empty)
+        (_, _, _, completed, record), _ = jax.lax.scan(body, init,
+                                                       jax.random.split(k_run, max_steps))
         return dict(record, completed=completed)
 
     return jax.vmap(one_episode)(jax.random.split(key, num_episodes))

@@ -37,10 +37,11 @@ class RolloutState(NamedTuple):
     timestep: TimeStep
 
 
-Policy = Callable[[jax.Array, TimeStep], tuple[jax.Array, dict[str, jax.Array]]]
+#: the acting function of a learner's rollout: ``(key, timestep) -> (actions, extras)``
+ActWithExtras = Callable[[jax.Array, TimeStep], tuple[jax.Array, dict[str, jax.Array]]]
 
 
-def collect(env: Env, env_params: Any, policy: Policy, rollout: RolloutState, key: jax.Array,
+def collect(env: Env, env_params: Any, policy: ActWithExtras, rollout: RolloutState, key: jax.Array,
             num_steps: int) -> tuple[RolloutState, Transition, dict[str, jax.Array]]:
     """Run ``num_steps`` steps; returns the new rollout state, the transitions ``(T, B, ...)``
     and the per-step ``info`` ``(T, B, ...)`` (episode statistics included)."""

@@ -26,17 +26,18 @@ Actions are epsilon-greedy (ties broken at random) with epsilon decaying linearl
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 
 from jaxmarl_coop.envs.core import Env, TimeStep, check_param
+from jaxmarl_coop.envs.policy import Policy, feed_forward
 from jaxmarl_coop.learners.base import (
     Learner,
+    LearnerConfig,
     batch_env,
-    check_counts,
     check_probability,
     epsilon_greedy,
     linear_schedule,
@@ -71,19 +72,14 @@ class TabularQHyperparams:
 
 
 @dataclasses.dataclass(frozen=True)
-class TabularQConfig:
+class TabularQConfig(LearnerConfig):
     """Static shape of a run: sizes and counts (changing one recompiles)."""
 
     num_envs: int = 16
     rollout_length: int = 25  # env steps per update
     num_updates: int = 200
 
-    def __post_init__(self) -> None:
-        check_counts(self, "num_envs", "rollout_length", "num_updates")
-
-    @property
-    def total_env_steps(self) -> int:
-        return self.num_envs * self.rollout_length * self.num_updates
+    Hyperparams: ClassVar[type] = TabularQHyperparams
 
     def hyperparams(self, **overrides: Any) -> TabularQHyperparams:
         return TabularQHyperparams(**overrides)
@@ -175,12 +171,25 @@ def q_update(q: jax.Array, s: jax.Array, a: jax.Array, r: jax.Array, terminated:
     return q + (alpha * td_sum / jnp.maximum(hits, 1.0)).reshape(q.shape)
 
 
-def greedy_policy(env: Env, q: jax.Array):
-    """The greedy policy of learned tables ``(N, S, A)``: ``policy(key, timestep)``."""
+def make_policy(config: TabularQConfig, env: Env, params: jax.Array, greedy: bool = True,
+                epsilon: float = 0.05) -> Policy:
+    """The learned tables ``params`` ``(N, S, A)`` (as ``policy_params`` gives them) as a
+    ``Policy``: greedy (ties broken at random), or epsilon-greedy when ``greedy`` is False."""
     agents = jnp.arange(env.num_agents)
 
-    def policy(key: jax.Array, ts: TimeStep) -> jax.Array:
-        return masked_argmax(key, q[agents, env.obs_index(ts.obs)], ts.action_mask
-                             ).astype(jnp.int32)
+    def act(key: jax.Array, ts: TimeStep) -> jax.Array:
+        q = params[agents, env.obs_index(ts.obs)]
+        if greedy:
+            return masked_argmax(key, q, ts.action_mask).astype(jnp.int32)
+        return epsilon_greedy(key, q, ts.action_mask, jnp.asarray(epsilon, jnp.float32))
 
-    return policy
+    return feed_forward(act, name="tabular_q")
+
+
+def policy_params(state: TabularQState) -> jax.Array:
+    """What ``make_policy`` needs from a learner state: the Q tables."""
+    return state.q
+
+
+Config = TabularQConfig
+Hyperparams = TabularQHyperparams

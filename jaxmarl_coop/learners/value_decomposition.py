@@ -47,7 +47,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxmarl_coop.envs.core import Env, TimeStep
+from jaxmarl_coop.envs.core import Env
+from jaxmarl_coop.envs.policy import Policy
 from jaxmarl_coop.learners import dqn
 from jaxmarl_coop.learners.base import Learner, check_counts
 from jaxmarl_coop.learners.dqn import (
@@ -192,8 +193,13 @@ def make_learner(config: VDConfig, env: Env, env_params: Any) -> Learner:
                           loss=loss, store_global_state=uses_state)
 
 
-def greedy_policy(config: VDConfig, env: Env, params: Any
-                  ) -> Callable[[jax.Array, TimeStep], jax.Array]:
+def make_policy(config: VDConfig, env: Env, params: Any, greedy: bool = True,
+                epsilon: float = 0.05) -> Policy:
     """Every agent's greedy action under its own ``Q_i`` (the joint greedy action of a
-    monotone mixer): ``policy(key, timestep)``; ``params`` as in ``DQNState.params``."""
-    return dqn.greedy_policy(config, env, params["agents"])
+    monotone mixer) as a ``Policy``; ``params`` as in ``DQNState.params``."""
+    return dqn.make_policy(config, env, params["agents"], greedy, epsilon)
+
+
+policy_params = dqn.policy_params
+Config = VDConfig
+Hyperparams = dqn.DQNHyperparams
