@@ -4,7 +4,8 @@
     python -m experiments.evaluate RUN_DIR --episodes 1024 --which best --gif team.gif
 
 The learner is rebuilt from the folder's ``config.json`` and every seed's parameters are
-restored from its newest orbax checkpoint (``--which final``: the parameters at that
+restored from its newest orbax checkpoint (``jaxmarl_coop.runs.team.load_team``; one seed's
+team as a policy: ``jaxmarl_coop.load_policy``) (``--which final``: the parameters at that
 checkpoint; ``best``: the best periodic evaluation so far). Each seed plays ``--episodes``
 greedy episodes; the table gives mean ± 95% CI over seeds, and ``--json`` writes it.
 ``--gif`` animates seed ``--seed-index``.
@@ -17,28 +18,22 @@ from jaxmarl_coop.runtime import configure_xla
 configure_xla()
 
 import argparse  # noqa: E402
-import sys  # noqa: E402
-import typing  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import jax  # noqa: E402
 
-from experiments import train  # noqa: E402
-from jaxmarl_coop import checkpoints  # noqa: E402
-from jaxmarl_coop.runs import write_json_atomic  # noqa: E402
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> typing.NoReturn:
-        self.exit(2, f"error: {message} (see --help)\n")
+from experiments.cli import Parser, UsageError, one_line_errors  # noqa: E402
+from jaxmarl_coop.runs.io import write_json_atomic  # noqa: E402
+from jaxmarl_coop.runs.team import WHICH, load_team  # noqa: E402
+from jaxmarl_coop.runs.training import summary  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = _Parser(prog="python -m experiments.evaluate", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="python -m experiments.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("run_dir", help="a run folder written by experiments.train")
     p.add_argument("--episodes", type=int, default=256, help="greedy episodes per seed")
-    p.add_argument("--which", choices=("final", "best"), default="final",
+    p.add_argument("--which", choices=WHICH, default="final",
                    help="the checkpoint's parameters, or its best-so-far parameters")
     p.add_argument("--seed", type=int, default=12345, help="evaluation PRNG seed")
     p.add_argument("--gif", default=None, metavar="PATH", help="write an animation here")
@@ -47,52 +42,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def load_team(run_dir: Path, which: str = "final") -> tuple[train.Run, Any, dict[str, Any]]:
-    """``(run, params, meta)``: the rebuilt run and every seed's restored policy params."""
-    run = train.Run(train.load_run_config(run_dir), run_dir)
-    try:
-        state, meta = checkpoints.restore(run_dir / "checkpoints", run.abstract())
-    except checkpoints.CheckpointError as err:
-        raise train.UsageError(str(err)) from err
-    if which == "best":
-        if not bool(jax.numpy.all(jax.numpy.isfinite(state["best_score"]))):
-            raise train.UsageError("this checkpoint has no periodic evaluation yet, so no best "
-                                   "parameters; use --which final")
-        return run, state["best_params"], meta
-    return run, train.policy_params(run.module, state["learner"]), meta
-
-
+@one_line_errors
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    try:
-        if args.episodes < 1:
-            raise train.UsageError(f"--episodes must be >= 1, got {args.episodes}")
-        run_dir = Path(args.run_dir)
-        run, params, meta = load_team(run_dir, args.which)
-        if not 0 <= args.seed_index < run.run.seeds:
-            raise train.UsageError(f"--seed-index {args.seed_index} is not one of the run's "
-                                   f"{run.run.seeds} seeds (0..{run.run.seeds - 1})")
-        summary = train._summary(run.evaluate(params, args.episodes,
-                                              jax.random.PRNGKey(args.seed)))
-    except train.UsageError as err:
-        print(f"error: {str(err).splitlines()[0]}", file=sys.stderr)
-        raise SystemExit(2) from None
+    if args.episodes < 1:
+        raise UsageError(f"--episodes must be >= 1, got {args.episodes}")
+    run_dir = Path(args.run_dir)
+    run, params, meta = load_team(run_dir, args.which)
+    if not 0 <= args.seed_index < run.run.seeds:
+        raise UsageError(f"--seed-index {args.seed_index} is not one of the run's "
+                         f"{run.run.seeds} seeds (0..{run.run.seeds - 1})")
+    result_summary = summary(run.evaluate(params, args.episodes, jax.random.PRNGKey(args.seed)))
     steps = meta["updates_done"] * run.steps_per_update
     print(f"{run.run.learner} on {run.run.env}, {run.run.seeds} seeds, {args.which} parameters "
           f"after {steps:,} env steps per seed; {args.episodes} greedy episodes per seed:")
-    for name, s in summary.items():
+    for name, s in result_summary.items():
         print(f"  {name:<22} {s['mean']:>10.3f} ± {s['ci95']:.3f}")
     result = {"run_dir": str(run_dir), "which": args.which, "env_steps_per_seed": steps,
-              "episodes_per_seed": args.episodes, "evaluation": summary}
+              "episodes_per_seed": args.episodes, "evaluation": result_summary}
     if args.json:
         write_json_atomic(args.json, result)
     if args.gif:
         from jaxmarl_coop.envs import render
 
         one = jax.tree.map(lambda x: x[args.seed_index], params)
-        policy = train.greedy_policy(run.module, run.config, run.env, one)
-        path = render.animate(run.env, run.env_params, policy, jax.random.PRNGKey(args.seed),
-                              args.gif)
+        path = render.animate(run.env, run.env_params, run.policy(one),
+                              jax.random.PRNGKey(args.seed), args.gif)
         print(f"wrote {path}")
     return result
 

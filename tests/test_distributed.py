@@ -17,8 +17,9 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import sweep, train
+from experiments import cli, sweep, train
 from jaxmarl_coop import parallel
+from jaxmarl_coop.runs import RunConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,6 +39,7 @@ import json, sys
 from pathlib import Path
 
 from experiments import sweep, train
+from jaxmarl_coop.runs import run as run_library
 
 pid, port, sweep_args, train_args = int(sys.argv[1]), sys.argv[2], *map(json.loads, sys.argv[3:])
 flags = ["--distributed", "--coordinator-address", f"localhost:{port}", "--num-processes", "2",
@@ -47,8 +49,8 @@ import jax
 
 assert jax.process_count() == 2 and jax.device_count() == 4 and jax.local_device_count() == 2
 run, _ = train.parse_args([*train_args, "--devices", "2"])
-result = train.train(run, Path("train"), progress=False, distributed=True)
-print("final return", result["final"]["return"]["mean"], flush=True)
+result = run_library(run, Path("train"), progress=False, distributed=True)
+print("final return", result.evaluation["final"]["return"]["mean"], flush=True)
 """
 
 
@@ -152,10 +154,9 @@ GIVEN = {"coordinator_address": "10.0.0.1:1234", "num_processes": 4, "process_id
 def test_train_flags_are_extras_not_run_config_fields():
     run, extras = train.parse_args(["--seeds", "8", *FLAGS])
     assert extras == {"distributed": True, **GIVEN}
-    assert run == dataclasses.replace(train.RunConfig(), seeds=8)
+    assert run == dataclasses.replace(RunConfig(), seeds=8)
     assert train.parse_args(["--seeds", "8"])[1] == {}
-    assert not {f.name for f in dataclasses.fields(train.RunConfig)} & set(
-        train.DISTRIBUTED_OPTIONS)
+    assert not {f.name for f in dataclasses.fields(RunConfig)} & set(cli.DISTRIBUTED_OPTIONS)
 
 
 @pytest.mark.parametrize("main", [

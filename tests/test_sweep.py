@@ -12,8 +12,9 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import sweep, train
+from experiments import sweep as sweep_cli
 from jaxmarl_coop.learners.evaluation import evaluate
+from jaxmarl_coop.runs import RunConfig, sweep, training
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,7 +27,7 @@ ARGS = ["--learner", "tabular_q", "--env", "penalty-v1", "--grid", "alpha=0.1,0.
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("sweeps") / "penalty"
-    return out, sweep.main([*ARGS, "--out", str(out)])
+    return out, sweep_cli.main([*ARGS, "--out", str(out)])
 
 
 def test_sweep_writes_every_file(swept):
@@ -59,15 +60,18 @@ def test_a_row_equals_the_same_setting_trained_alone(swept):
     """An env-param lane: the learner built around k=0 alone, seed 1's keys of train.py."""
     _, summary = swept
     point = next(p for p in summary["points"] if p["values"] == {"alpha": 0.5, "k": 0})
-    run = train.RunConfig(learner="tabular_q", env="penalty-v1", env_param=("k=0",),
+    run = RunConfig(learner="tabular_q", env="penalty-v1", env_param=("k=0",),
                           hp=("alpha=0.5",), config=("num_envs=4",), seeds=2, env_steps=2000,
                           chunks=1)
-    module, env, env_params, config, hp, learner, _ = train.build(run)
+    built = training.build(run)
+    module, env, env_params, config, hp, learner = (built.spec.module, built.env,
+                                                    built.env_params, built.config, built.hp,
+                                                    built.learner)
     key = jax.random.split(jax.random.PRNGKey(0), 2)[1]
     state, metrics = jax.jit(learner.train)(key, hp)
-    eval_key = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(1), train.FINAL_EVAL),
+    eval_key = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(1), training.FINAL_EVAL),
                                 2)[1]
-    policy = train.greedy_policy(module, config, env, train.policy_params(module, state))
+    policy = module.make_policy(config, env, module.policy_params(state))
     ret = float(jax.jit(lambda k: evaluate(env, env_params, policy, k, 4)["return"].mean())(
         eval_key))
     train_return = sweep.final_train_return(np.asarray(metrics["episode_return"])[None])[0]
@@ -95,7 +99,7 @@ def test_the_plot_for_one_axis_and_for_three(tmp_path):
 def test_an_existing_result_folder_is_not_overwritten(swept, capsys):
     out, _ = swept
     with pytest.raises(SystemExit) as exc:
-        sweep.main([*ARGS, "--out", str(out)])
+        sweep_cli.main([*ARGS, "--out", str(out)])
     assert exc.value.code == 2
     assert "already holds results" in capsys.readouterr().err
 

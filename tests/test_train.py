@@ -16,6 +16,8 @@ import pytest
 
 from experiments import evaluate, train
 from jaxmarl_coop import checkpoints
+from jaxmarl_coop.runs import preset, preset_names, training
+from jaxmarl_coop.runs.team import load_team
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -66,7 +68,8 @@ def test_train_writes_every_file_of_the_run_folder(tmp_path):
         assert saved[part]["length"]["mean"] == 25.0
     assert set(saved["references"]) == {"random"}
     assert [p["env_steps"] for p in saved["periodic"]] == [2000, 4000, 6000]
-    assert result["final"]["return"]["mean"] == saved["final"]["return"]["mean"]
+    assert result.path == out
+    assert result.evaluation["final"]["return"]["mean"] == saved["final"]["return"]["mean"]
 
     marl = json.loads((out / "marl_eval.json").read_text())
     seeds = marl["jaxmarl_coop"]["spread-v3"]["ippo"]
@@ -90,8 +93,8 @@ def test_train_writes_every_file_of_the_run_folder(tmp_path):
 
 def test_a_resumed_run_ends_exactly_like_the_uninterrupted_one(tmp_path, uninterrupted):
     out = tmp_path / "cut"
-    assert train.main([*DQN_ARGS, "--out", str(out), "--stop-after-chunks", "1"]) == {
-        "stopped_after_chunk": 1}
+    assert train.main([*DQN_ARGS, "--out", str(out), "--stop-after-chunks", "1"]
+                      ).stopped_after_chunk == 1
     assert not (out / "eval.json").exists()
     assert len((out / "metrics.csv").read_text().splitlines()) == 1 + 2 * 20
     train.main(["--resume", str(out)])
@@ -121,8 +124,8 @@ def test_a_killed_run_keeps_its_files_and_resumes_exactly(tmp_path, uninterrupte
 
 def test_evaluate_reloads_the_trained_team(tmp_path, uninterrupted, capsys):
     saved = json.loads((uninterrupted / "eval.json").read_text())
-    run, params, _ = evaluate.load_team(uninterrupted, "final")
-    again = run.evaluate(params, 8, run.eval_key(train.FINAL_EVAL))  # the final eval's key
+    run, params, _ = load_team(uninterrupted, "final")
+    again = run.evaluate(params, 8, run.eval_key(training.FINAL_EVAL))  # the final eval's key
     np.testing.assert_allclose(again["return"].mean(axis=1),
                                saved["final"]["return"]["per_seed"], rtol=1e-6)
     result = evaluate.main([str(uninterrupted), "--episodes", "8",
@@ -157,7 +160,8 @@ def test_the_chunked_loop_equals_one_train_call():
     run, _ = train.parse_args(["--learner", "dqn", "--env", "spread-v3", "--env-steps", "1280",
                                "--chunks", "4", "--config", "learning_starts=64",
                                "--config", "buffer_size=1000", "--config", "batch_size=32"])
-    _, _, _, config, hp, learner, chunks = train.build(run)
+    built = training.build(run)
+    config, hp, learner, chunks = built.config, built.hp, built.learner, built.chunks
     per_chunk = config.num_updates // chunks
     state = jax.jit(learner.init)(jax.random.PRNGKey(0), hp)
     step = jax.jit(lambda s: jax.lax.scan(lambda c, _: learner.update(c), s, None,
@@ -173,17 +177,17 @@ def test_the_chunked_loop_equals_one_train_call():
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6, atol=1e-7)
 
 
-@pytest.mark.parametrize("name", sorted(train.PRESETS))
+@pytest.mark.parametrize("name", preset_names())
 def test_every_preset_builds(name):
-    _, env, _, config, _, _, chunks = train.build(train.PRESETS[name])
-    assert config.num_updates % chunks == 0 and env.num_agents >= 1
+    built = training.build(preset(name))
+    assert built.config.num_updates % built.chunks == 0 and built.env.num_agents >= 1
 
 
 def test_explicit_options_override_the_preset():
     run, _ = train.parse_args(["--preset", "spread-mappo", "--seeds", "2", "--hp", "lr=0.01"])
     assert run.env == "spread-v3" and run.seeds == 2 and run.env_steps == 3_000_000
     assert run.hp == ("lr=0.001", "ent_coef=0.06", "lr=0.01")
-    _, _, _, _, hp, _, _ = train.build(run)
+    hp = training.build(run).hp
     assert float(hp.lr) == pytest.approx(0.01)
 
 
@@ -201,12 +205,21 @@ def test_explicit_options_override_the_preset():
     (["--seeds", "3", "--devices", "2"], "--seeds 3 must be a multiple of --devices 2"),
     (["--resume", "/no/such/run"], "/no/such/run is not a run folder (no config.json)"),
 ])
-def test_bad_cli_input_is_one_line_without_traceback(argv, expected):
-    proc = subprocess.run([sys.executable, "-m", "experiments.train", *argv], cwd=REPO,
-                          capture_output=True, text=True, timeout=120,
+def test_bad_cli_input_is_one_line_without_traceback(argv, expected, capsys):
+    # in-process (the same main the command runs): exit status 2 and one line on stderr
+    with pytest.raises(SystemExit) as exc:
+        train.main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert expected in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_command_line_itself_exits_with_one_line():
+    proc = subprocess.run([sys.executable, "-m", "experiments.train", "--learner", "sarsa"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "JAX_PLATFORMS": "cpu"})
-    assert proc.returncode == 2
-    assert expected in proc.stderr
+    assert proc.returncode == 2 and "unknown learner 'sarsa'" in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
