@@ -47,7 +47,8 @@ from jaxmarl_coop.envs import spaces
 from jaxmarl_coop.envs.core import Env, TimeStep
 from jaxmarl_coop.envs.registry import make
 
-__all__ = ["PettingZooEnv", "parallel_env", "to_gymnasium_space"]
+__all__ = ["PettingZooEnv", "PolicyAgents", "parallel_env", "play_episode",
+           "to_gymnasium_space"]
 
 
 def to_gymnasium_space(space: spaces.Space) -> gymnasium.spaces.Space:
@@ -136,6 +137,11 @@ class PettingZooEnv(ParallelEnv):
         return self._params
 
     @property
+    def timestep(self) -> TimeStep | None:
+        """The last ``TimeStep`` (a host copy, agent-stacked; ``None`` before ``reset``)."""
+        return self._timestep
+
+    @property
     def env_state(self) -> Any:
         """The current JAX env state (``None`` before the first ``reset``)."""
         return self._state
@@ -145,11 +151,16 @@ class PettingZooEnv(ParallelEnv):
               ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]]:
         """Start an episode; ``seed`` restarts the key stream from ``PRNGKey(seed)``.
 
-        ``options`` is accepted for API compatibility and ignored.
+        ``options={"key": k}`` resets with exactly the JAX key ``k`` (the key stream is left
+        as it is), e.g. to replay an episode of ``learners.evaluation.evaluate``; other
+        options are ignored.
         """
         if seed is not None:
             self._key = self._new_key(seed)
-        self._key, key = jax.random.split(self._key)
+        if options and options.get("key") is not None:
+            key = jax.numpy.asarray(options["key"])
+        else:
+            self._key, key = jax.random.split(self._key)
         self._state, timestep = self._reset_fn(key, self._params)
         self._timestep = jax.device_get(timestep)
         self.agents = list(self.possible_agents)
@@ -252,6 +263,58 @@ class PettingZooEnv(ParallelEnv):
             for i, agent in enumerate(self.possible_agents):
                 infos[agent]["action_mask"] = mask[i].copy()
         return infos
+
+
+class PolicyAgents:
+    """A ``jaxmarl_coop`` ``Policy`` (e.g. a trained team from ``load_policy``) acting in a
+    :class:`PettingZooEnv`: ``actions = agents(env)`` after every ``reset`` and ``step``.
+
+    The policy acts on the adapter's own last ``TimeStep`` (the agent-stacked, padded
+    observations it just returned as a dict), so a team trained here plays exactly as under
+    ``evaluate``. Its carry starts from ``policy.initial_carry()``: call :meth:`reset` after
+    every ``env.reset`` (``play_episode`` does). Keys: ``PRNGKey(seed)``, split once per
+    action.
+    """
+
+    def __init__(self, policy: Any, env: PettingZooEnv, seed: int = 0) -> None:
+        from jaxmarl_coop.envs.policy import check_policy
+
+        self.policy = check_policy(policy, "PolicyAgents")
+        self.env = env
+        self._act = jax.jit(lambda k, ts, c: self.policy(k, ts, c))
+        self._key = jax.random.PRNGKey(seed)
+        self._carry = self.policy.initial_carry(None)
+        self._episode: int | None = None
+
+    def reset(self) -> None:
+        """Forget the episode: the carry back to the policy's initial carry."""
+        self._carry = self.policy.initial_carry(None)
+
+    def __call__(self, env: PettingZooEnv | None = None) -> dict[str, Any]:
+        """The live agents' actions for the env's current timestep."""
+        env = env or self.env
+        ts = env.timestep
+        if ts is None or not env.agents:
+            raise RuntimeError("the env has no live episode: call env.reset() first")
+        self._key, key = jax.random.split(self._key)
+        actions, self._carry = self._act(key, ts, self._carry)
+        actions = np.asarray(actions)
+        return {agent: actions[env._index[agent]] for agent in env.agents}
+
+
+def play_episode(policy: Any, env: PettingZooEnv, seed: int | None = None,
+                 options: dict[str, Any] | None = None, policy_seed: int = 0
+                 ) -> dict[str, float]:
+    """One episode of ``policy`` through the PettingZoo API; returns each agent's return
+    and the team's (``"team"``: the sum over agents, as ``evaluate``'s ``return``)."""
+    agents = PolicyAgents(policy, env, seed=policy_seed)
+    env.reset(seed=seed, options=options)
+    returns = dict.fromkeys(env.possible_agents, 0.0)
+    while env.agents:
+        _, rewards, _, _, _ = env.step(agents())
+        for agent, reward in rewards.items():
+            returns[agent] += reward
+    return {**returns, "team": float(sum(returns.values()))}
 
 
 def parallel_env(env_id: str, render_mode: str | None = None, seed: int | None = None,
