@@ -63,8 +63,8 @@ def test_every_learner_follows_the_protocol(name):
 
     # seed 1 of the vmap, trained alone with its own hyperparameters
     alone, alone_metrics = jax.jit(learner.train)(keys[1], jax.tree.map(lambda x: x[1], hps))
-    for got, want in zip(jax.tree.leaves(jax.tree.map(lambda x: x[1], states)),
-                         jax.tree.leaves(alone), strict=True):
+    for got, want in zip(jax.tree.leaves(jax.tree.map(lambda x: x[1], (states, metrics))),
+                         jax.tree.leaves((alone, alone_metrics)), strict=True):
         np.testing.assert_allclose(np.asarray(got, np.float64), np.asarray(want, np.float64),
                                    rtol=1e-5, atol=1e-6)
     params = jax.tree.map(lambda x: x[1], spec.module.policy_params(states))
