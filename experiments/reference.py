@@ -28,6 +28,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from experiments.cli import Parser  # noqa: E402
 from jaxmarl_coop.envs import (  # noqa: E402
     make,
     random_policy,
@@ -39,7 +40,8 @@ from jaxmarl_coop.runs import mean_ci95, write_json_atomic  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = Parser(prog="python -m experiments.reference",
+                    description=__doc__.split("\n\n")[0])
     parser.add_argument("--env", default="tracking-v1", help=f"one of {registered()}")
     parser.add_argument("--seeds", type=int, default=4)
     parser.add_argument("--episodes", type=int, default=4096, help="episodes per seed")

@@ -63,13 +63,11 @@ configure_xla()  # before any JAX computation: safe XLA_FLAGS on small CPU machi
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
-import faulthandler  # noqa: E402
 import io  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
 import statistics  # noqa: E402
-import time  # noqa: E402
 import warnings  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -80,61 +78,57 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from experiments.benchmarks.common import (  # noqa: E402
+    JAXMARL_SPREAD,
+    TRAINING_METHOD,
+    benchmark_parser,
     calls_lapack,
     check_at_least_one,
     ci,
     compile_timed,
     evaluate_policies,
+    fill_defaults,
     fmt,
     git_commit,
+    jaxmarl_version,
     learning_curve,
     load_script,
     load_yaml,
     log,
+    machine_summary,
+    other_cpu_busy,
     plot_section_curves,
     pm,
     qr_by_gram_schmidt,
-    results_header,
-)
-from experiments.benchmarks.env_throughput import (  # noqa: E402
-    _cpu_sample,
-    _jaxmarl_version,
-    _others_busy,
-    _own_cores,
-    other_cpu_busy,
+    run_peer,
+    save_results,
+    start_run,
+    table,
+    timed_run,
 )
 from jaxmarl_coop import parallel  # noqa: E402
 from jaxmarl_coop.envs import greedy_chase_policy, make, random_policy  # noqa: E402
 from jaxmarl_coop.learners import actor_critic as ac  # noqa: E402
 from jaxmarl_coop.learners.base import stack_hyperparams  # noqa: E402
 from jaxmarl_coop.learners.networks import MLP  # noqa: E402
-from jaxmarl_coop.runs import write_json_atomic  # noqa: E402
+from jaxmarl_coop.presets import (  # noqa: E402
+    A2C_CONFIG,
+    IA2C_HP,
+    MAA2C_HP,
+    PPO_CONFIG,
+    PPO_HP,
+    PPO_HP_BY_ENV,
+)
 
 DEFAULT_OUT = "runs/bench/learn_actor_critic"
 SECTIONS = ("spread", "tracking", "throughput")
 
-#: PPO settings (MAPPO and IPPO, both tasks): the lead's single-seed tuning on spread.
-PPO_CONFIG = {"num_envs": 16, "rollout_length": 128, "num_epochs": 4, "num_minibatches": 4,
-              "hidden": (64, 64), "activation": "tanh", "anneal_lr": True}
-PPO_HP = {"lr": 1e-3, "ent_coef": 0.01, "gamma": 0.99, "gae_lambda": 0.95, "clip_eps": 0.2,
-          "vf_coef": 0.5, "max_grad_norm": 0.5}
-#: On spread, PPO (MAPPO and IPPO) explores more: entropy 0.06, from MAPPO runs of the
-#: spread-mappo preset (8 seeds x 3 M steps, greedy team return over 1024 episodes):
-#: ent_coef 0.005 -40.0, 0.01 -35.9, 0.02 -33.7, 0.04 -30.1, 0.06 -29.6, 0.10 -30.2.
-PPO_HP_BY_ENV = {"spread-v3": {"ent_coef": 0.06}}
-#: A2C settings (one gradient step on each, smaller, rollout), from a small lr grid.
-A2C_CONFIG = {"num_envs": 16, "rollout_length": 16, "hidden": (64, 64), "activation": "tanh",
-              "anneal_lr": True}
-A2C_HP = {"ent_coef": 0.01, "gamma": 0.99, "gae_lambda": 0.95, "vf_coef": 0.5,
-          "max_grad_norm": 0.5}
-#: name -> (algorithm, critic, config, hyperparameters). A2C lrs from a grid on spread (16 x
-#: 16, 3M steps, 1-3 seeds: MAA2C 1e-3 -53.8, 2e-3 -50.7, 4e-3 -47.7 (3 seeds), 8e-3 -57;
-#: IA2C 1e-3 -51.5, 2e-3 -49.8 (3 seeds), 4e-3 -52.3, 6e-3 -53; greedy team return).
+#: name -> (algorithm, critic, config, hyperparameters): the tuned settings of
+#: ``jaxmarl_coop.presets`` (PPO on spread also takes ``PPO_HP_BY_ENV``)
 VARIANTS: dict[str, tuple[str, str, dict[str, Any], dict[str, Any]]] = {
     "MAPPO": ("ppo", "centralised", PPO_CONFIG, PPO_HP),
     "IPPO": ("ppo", "local", PPO_CONFIG, PPO_HP),
-    "MAA2C": ("a2c", "centralised", A2C_CONFIG, {"lr": 4e-3, **A2C_HP}),
-    "IA2C": ("a2c", "local", A2C_CONFIG, {"lr": 2e-3, **A2C_HP}),
+    "MAA2C": ("a2c", "centralised", A2C_CONFIG, MAA2C_HP),
+    "IA2C": ("a2c", "local", A2C_CONFIG, IA2C_HP),
 }
 SPREAD_VARIANTS = ("MAPPO", "IPPO", "MAA2C", "IA2C")
 TRACKING_VARIANTS = ("MAPPO", "IPPO")
@@ -144,7 +138,6 @@ TRACKING_GREEDY_README = {"return": 21.7, "mean_distance": 0.294, "captured": 0.
                           "collisions": 0.157}
 
 #: JaxMARL baselines: our name -> (script, yaml config, our matched learner config)
-JAXMARL_ENV = "MPE_simple_spread_v3"
 JAXMARL_BASELINES: dict[str, dict[str, Any]] = {
     "IPPO": {"script": "baselines/IPPO/ippo_ff_mpe.py",
              "config": "baselines/IPPO/config/ippo_ff_mpe.yaml",
@@ -173,20 +166,7 @@ MATCHED_KEYS = {"num_envs": "NUM_ENVS", "rollout_length": "NUM_STEPS",
 # --------------------------------------------------------------------------------------------
 # small helpers
 # --------------------------------------------------------------------------------------------
-HANG_TIMEOUT_S = 1800
-
-
-def _timed_call(compiled: Any, *args: Any) -> tuple[Any, dict[str, Any]]:
-    cpu0, t0 = _cpu_sample(), time.perf_counter()
-    faulthandler.dump_traceback_later(HANG_TIMEOUT_S, exit=True)
-    try:
-        out = jax.block_until_ready(compiled(*args))
-    finally:
-        faulthandler.cancel_dump_traceback_later()
-    wall = time.perf_counter() - t0
-    cpu1 = _cpu_sample()
-    return out, {"run_s": wall, "other_cpu_busy": _others_busy(cpu0, cpu1),
-                 "own_cores_used": _own_cores(cpu0, cpu1, wall)}
+HANG_TIMEOUT_S = 1800  # a timed call running longer dumps the stacks and exits
 
 
 def _num_updates(steps: int, config: dict[str, Any]) -> int:
@@ -242,7 +222,8 @@ def run_variant(env_id: str, env_kwargs: dict[str, Any], name: str, steps: int,
     log(f"{name} on {env_id}: {args.seeds} seeds x {config.total_env_steps:,} env steps "
          f"({config.num_updates} updates of {config.num_envs} x {config.rollout_length}) ...")
     compiled, timing = compile_timed(jax.vmap(learner.train), keys, hp)
-    (state, metrics), run_timing = _timed_call(compiled, keys, hp)
+    (state, metrics), run_timing = timed_run(compiled, keys, hp,
+                                             hang_timeout_s=HANG_TIMEOUT_S)
     timing.update(run_timing, seeds=args.seeds, env_steps_per_seed=config.total_env_steps,
                   env_steps_per_s=args.seeds * config.total_env_steps / run_timing["run_s"])
     log(f"  compile {timing['trace_and_compile_s']:.1f} s, run {timing['run_s']:.0f} s, "
@@ -327,7 +308,7 @@ def _time_program(fn: Callable[..., Any], make_args: Callable[[int], tuple[Any, 
         raise RuntimeError("the compiled program still calls LAPACK; not run (it can hang)")
     runs, out = [], None
     for i in range(repeats):
-        out, t = _timed_call(compiled, *make_args(i + 1))
+        out, t = timed_run(compiled, *make_args(i + 1), hang_timeout_s=HANG_TIMEOUT_S)
         runs.append(t)
     timing.update(run_s=[t["run_s"] for t in runs],
                   median_run_s=statistics.median(t["run_s"] for t in runs),
@@ -510,39 +491,35 @@ def run_throughput(args: argparse.Namespace,
         if on_row is not None:
             on_row(result)
     modules: dict[str, tuple[Any, dict[str, Any]]] = {}
-    if args.skip_jaxmarl:
-        result["jaxmarl"] = {"status": "skipped", "reason": "--skip-jaxmarl"}
-    elif not args.jaxmarl_repo:
-        result["jaxmarl"] = {"status": "skipped", "reason": "no --jaxmarl-repo (or $JAXMARL_REPO)"}
-        log("JaxMARL baselines not run: pass --jaxmarl-repo PATH (see --help)")
-    else:
-        repo = Path(args.jaxmarl_repo).resolve()
-        try:
-            for name, spec in JAXMARL_BASELINES.items():
-                defaults = {**load_yaml(repo, spec["config"]), **spec.get("overrides", {})}
-                if defaults["ENV_NAME"] != JAXMARL_ENV:
-                    raise ValueError(f"{spec['config']}: ENV_NAME is {defaults['ENV_NAME']}")
-                for key, their in MATCHED_KEYS.items():
-                    if spec["ours"][key] != defaults[their]:
-                        raise ValueError(f"{spec['config']}: {their} = {defaults[their]} but "
-                                         f"our matched {key} is {spec['ours'][key]}")
-                modules[name] = (load_script(repo, spec["script"]), defaults)
-            import wandb
 
-            with contextlib.redirect_stdout(io.StringIO()):
-                wandb.init(mode="disabled")  # as its main(); its callbacks call wandb.log
-            result["jaxmarl"] = {
-                "status": "ok", "repo": str(repo), "commit": git_commit(repo),
-                "jaxmarl_version": _jaxmarl_version(), "env": JAXMARL_ENV,
-                "scripts": {n: s["script"] for n, s in JAXMARL_BASELINES.items()},
-                "default_configs": {n: m[1] for n, m in modules.items()},
-                "trace_patch": "jnp.linalg.qr of tall matrices by Gram-Schmidt while its "
-                               "programs are traced (orthogonal init without LAPACK, which "
-                               "deadlocks vmapped on 2 cores); files unmodified"}
-        except (ImportError, FileNotFoundError, ValueError, KeyError) as exc:
-            modules = {}
-            result["jaxmarl"] = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
-            log(f"JaxMARL baselines not run: {exc}")
+    def load_baselines() -> dict[str, Any]:
+        """Load JaxMARL's scripts and configs into ``modules``, checking the matched items."""
+        repo = Path(args.jaxmarl_repo).resolve()
+        for name, spec in JAXMARL_BASELINES.items():
+            defaults = {**load_yaml(repo, spec["config"]), **spec.get("overrides", {})}
+            if defaults["ENV_NAME"] != JAXMARL_SPREAD:
+                raise ValueError(f"{spec['config']}: ENV_NAME is {defaults['ENV_NAME']}")
+            for key, their in MATCHED_KEYS.items():
+                if spec["ours"][key] != defaults[their]:
+                    raise ValueError(f"{spec['config']}: {their} = {defaults[their]} but "
+                                     f"our matched {key} is {spec['ours'][key]}")
+            modules[name] = (load_script(repo, spec["script"]), defaults)
+        import wandb
+
+        with contextlib.redirect_stdout(io.StringIO()):
+            wandb.init(mode="disabled")  # as its main(); its callbacks call wandb.log
+        return {
+            "status": "ok", "repo": str(repo), "commit": git_commit(repo),
+            "jaxmarl_version": jaxmarl_version(), "env": JAXMARL_SPREAD,
+            "scripts": {n: s["script"] for n, s in JAXMARL_BASELINES.items()},
+            "default_configs": {n: m[1] for n, m in modules.items()},
+            "trace_patch": "jnp.linalg.qr of tall matrices by Gram-Schmidt while its "
+                           "programs are traced (orthogonal init without LAPACK, which "
+                           "deadlocks vmapped on 2 cores); files unmodified"}
+
+    result["jaxmarl"] = run_peer(args, "baselines", load_baselines)
+    if result["jaxmarl"]["status"] != "ok":
+        modules.clear()
     for name in JAXMARL_BASELINES:
         result["matched_config"][name] = matched_config(name, modules.get(name, (None, None))[1])
         for seeds in seed_counts if name != "IPPO-1x1" else [1]:
@@ -584,7 +561,7 @@ def spread_table(spread: dict[str, Any]) -> str:
     header = (f"{'variant':<8} {'steps/seed':>10} {'greedy team return':>19} "
               f"{'train last 5%':>14} {'collisions/step':>15} {'occupied lm':>11} "
               f"{'compile s':>9} {'run s':>6} {'env steps/s':>11}")
-    lines = [header, "-" * len(header)]
+    lines = []
     for r in spread["runs"]:
         ev, t = r["greedy_evaluation"], r["timing"]
         lines.append(f"{r['variant']:<8} {t['env_steps_per_seed']:>10,} "
@@ -597,13 +574,13 @@ def spread_table(spread: dict[str, Any]) -> str:
         lines.append(f"{name:<8} {'-':>10} {_pm(ev['return']):>19} {'-':>14} "
                      f"{_pm(ev['collisions'], '.3f'):>15} "
                      f"{fmt(ev['occupied_landmarks']['mean'], '.2f'):>11}")
-    return "\n".join(lines)
+    return table(header, lines)
 
 
 def tracking_table(tracking: dict[str, Any]) -> str:
     header = (f"{'policy':<13} {'team return':>13} {'mean distance':>15} {'captured':>15} "
               f"{'collisions/step':>16} {'train last 5%':>14}")
-    lines = [header, "-" * len(header)]
+    lines = []
     rows = [(r["variant"], r["greedy_evaluation"], r["training_last_5pct"]["return"])
             for r in tracking["runs"]]
     rows += [(name, ev, None) for name, ev in tracking["references"].items()]
@@ -611,20 +588,20 @@ def tracking_table(tracking: dict[str, Any]) -> str:
         lines.append(f"{name:<13} {_pm(ev['return']):>13} {_pm(ev['mean_distance'], '.3f'):>15} "
                      f"{_pm(ev['captured'], '.3f'):>15} {_pm(ev['collisions'], '.3f'):>16} "
                      f"{_pm(tail):>14}")
-    return "\n".join(lines)
+    return table(header, lines)
 
 
 def throughput_table(rows: list[dict[str, Any]]) -> str:
     header = (f"{'algorithm':<9} {'seeds':>5} {'devices':>7} {'impl':<13} {'params':>7} "
               f"{'compile s':>9} {'env steps/s':>12} {'per seed':>10} {'ours/JaxMARL':>12}")
-    lines = [header, "-" * len(header)]
+    lines = []
     for r in rows:
         lines.append(f"{r['algorithm']:<9} {r['seeds']:>5} {r.get('devices', 1):>7} "
                      f"{r['impl']:<13} "
                      f"{r['params_per_seed']:>7,} {r['trace_and_compile_s']:>9.1f} "
                      f"{r['env_steps_per_s']:>12,.0f} {r['env_steps_per_s_per_seed']:>10,.0f} "
                      f"{fmt(r['ratio_vs_jaxmarl'], '.2f'):>12}")
-    return "\n".join(lines)
+    return table(header, lines)
 
 
 def plot_curves(section: dict[str, Any], out: Path, extra_metric: str | None = None) -> str:
@@ -638,9 +615,7 @@ def plot_curves(section: dict[str, Any], out: Path, extra_metric: str | None = N
 # main
 # --------------------------------------------------------------------------------------------
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 1)[1])
+    p = benchmark_parser(__doc__)
     p.add_argument("--quick", action="store_true", help="tiny budgets, for a smoke test")
     p.add_argument("--seeds", type=int, default=None, help="seeds per variant (default 8, "
                    "quick 2); also the vmapped seed count of the throughput rows")
@@ -669,9 +644,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     defaults = {"seeds": 2 if quick else 8, "steps": 4096 if quick else 3_000_000,
                 "tracking_steps": 4096 if quick else 2_000_000,
                 "eval_episodes": 16 if quick else 1024, "throughput_repeats": 1 if quick else 3}
-    for name, value in defaults.items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
+    fill_defaults(args, defaults)
     if args.a2c_steps is None:
         args.a2c_steps = args.steps
     check_at_least_one(p, args, "seeds", "steps", "a2c_steps", "tracking_steps",
@@ -693,16 +666,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    data = results_header(
-        "learn_actor_critic", argv, vars(args),
-        "each training run is one jit(vmap(train)) over seeds, lowered and compiled apart "
-        "(trace_and_compile_s) and timed once (run_s); final policies are evaluated greedily "
-        "(mode of the policy), eval_episodes whole episodes per seed; mean ± 95% Student-t "
-        "CI over seeds; throughput rows: compiled apart, median of throughput_repeats timed "
-        "runs")
+    out, start, data = start_run(
+        "learn_actor_critic", argv, args,
+        TRAINING_METHOD + "; final policies are evaluated greedily (mode of the policy), "
+        "eval_episodes whole episodes per seed; mean ± 95% Student-t CI over seeds; "
+        "throughput rows: compiled apart, median of throughput_repeats timed runs")
     data["variants"] = {n: {"algorithm": a, "critic": c, "config": cfg, "hyperparams": hp}
                         for n, (a, c, cfg, hp) in VARIANTS.items()}
     data["ppo_hyperparams_by_env"] = PPO_HP_BY_ENV  # each run also records its own
@@ -713,8 +681,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         """Write after every part (a later hang loses nothing). With ``--only``, the other
         parts are kept from the file as it is now, so that runs of different parts in the
         same folder (one after another, or side by side) add up to one results.json."""
-        data["machine"]["loadavg_end"] = list(os.getloadavg())
-        data["total_wall_s"] = time.perf_counter() - start
         merged = dict(data)
         if len(args.only) < len(SECTIONS) and results.is_file():
             with contextlib.suppress(OSError, ValueError):
@@ -731,7 +697,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 merged["plots"] = sorted(set(data["plots"]) | {
                     path for path in earlier.get("plots", [])
                     if not any(section in Path(path).name for section in args.only)})
-        write_json_atomic(results, merged)
+        save_results(results, merged, start)
         return merged
 
     if "throughput" in args.only:  # first: short, and most sensitive to load drift
@@ -790,11 +756,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             print(f"matched config, {name}:")
             for m in rows:
                 print(f"  {m['item']:<27} ours: {m['ours']!s:<44} JaxMARL: {m['jaxmarl']}")
-    m = data["machine"]
-    print(f"\nmachine: {m['cpu_model']}, {m['usable_cores']} cores, backend {m['backend']}, "
-          f"jax {m['jax_version']}; CPUs busy with other processes: "
-          f"{fmt(m['other_cpu_busy_start'], '.0%')} before, "
-          f"{fmt(m['other_cpu_busy_end'], '.0%')} after; total {data['total_wall_s']:.0f} s")
+    print("\n" + machine_summary(data["machine"], data["total_wall_s"]))
     for section, earlier in data.get("sections_from_other_runs", {}).items():
         print(f"({section}: in results.json from the run of {earlier['created']})")
     print(f"wrote {results} and {len(data['plots'])} PNG(s)")

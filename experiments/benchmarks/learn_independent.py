@@ -52,7 +52,6 @@ configure_xla()  # before any JAX computation: safe XLA_FLAGS on small CPU machi
 import argparse  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
-import time  # noqa: E402
 from collections import Counter  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -63,60 +62,56 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from experiments.benchmarks.common import (  # noqa: E402
+    GAME_HEAD,
+    JAXMARL_SPREAD,
+    TRAINING_METHOD,
     add_throughput,
+    benchmark_parser,
     check_at_least_one,
     ci,
     evaluate_policies,
+    fill_defaults,
     fmt,
+    fraction_ci,
+    game_cells,
     git_commit,
     jaxmarl_version,
     learning_curve,
     load_script,
     log,
+    machine_summary,
+    other_cpu_busy,
     pm,
     qlearning_config,
-    results_header,
     run_jaxmarl_qlearning,
+    run_peer,
+    save_results,
+    start_run,
+    table,
     timed_train,
     wilson,
 )
-from experiments.benchmarks.env_throughput import other_cpu_busy  # noqa: E402
 from jaxmarl_coop.envs import greedy_chase_policy, make, random_policy  # noqa: E402
 from jaxmarl_coop.learners import dqn, tabular_q  # noqa: E402
 from jaxmarl_coop.learners.base import stack_hyperparams  # noqa: E402
-from jaxmarl_coop.runs import write_json_atomic  # noqa: E402
+from jaxmarl_coop.presets import (  # noqa: E402
+    DQN_HP,
+    DQN_MATCHED,
+    DQN_QUICK,
+    TABULAR_EXPLORATION,
+    TABULAR_HP,
+)
 
 DEFAULT_OUT = "runs/bench/learn_independent"
-JAXMARL_ENV = "MPE_simple_spread_v3"
 JAXMARL_SCRIPT = "baselines/QLearning/iql_rnn.py"
 JAXMARL_CONFIG = "baselines/QLearning/config/config.yaml"
 JAXMARL_ALG_CONFIG = "baselines/QLearning/config/alg/ql_rnn_mpe.yaml"
-EPISODE_STEPS = {"ours": 25, "jaxmarl": 26}  # spread episode length (JaxMARL: 26 steps)
 
 #: (game id, env kwargs) of the tabular study.
 TABULAR_GAMES = (("climbing-v1", {}), ("penalty-v1", {"k": 0.0}),
                  ("penalty-v1", {"k": -25.0}), ("penalty-v1", {"k": -100.0}))
-#: Tabular Q hyperparameters shared by every setting (stateless repeated game: gamma = 0).
-TABULAR_HP = {"alpha": 0.1, "gamma": 0.0, "q_init": 0.0}
-#: The exploration settings compared (epsilon falls linearly, then stays at its end value).
-TABULAR_EXPLORATION = {
-    "eps 1->0.05 over 50%": {"epsilon_start": 1.0, "epsilon_end": 0.05,
-                             "epsilon_decay_fraction": 0.5},
-    "eps 1->0 over 10%": {"epsilon_start": 1.0, "epsilon_end": 0.0,
-                          "epsilon_decay_fraction": 0.1},
-}
-
-#: JaxMARL IQL defaults (ql_rnn_mpe.yaml) and our DQN settings matched to them.
-JAXMARL_NUM_ENVS, JAXMARL_NUM_STEPS = 8, 26
-JAXMARL_BUFFER_TRAJECTORIES, JAXMARL_BATCH_TRAJECTORIES = 5000, 32
-DQN_MATCHED = {"num_envs": 8, "rollout_length": 26, "buffer_size": 5000 * 26,
-               "batch_size": 32 * 26, "learning_starts": 10_000, "num_epochs": 1,
-               "target_update_interval": 200, "n_step": 1, "double_dqn": True,
-               "share_params": True, "hidden": (64, 64), "anneal_lr": True}
-DQN_HP = {"lr": 0.005, "gamma": 0.9, "epsilon_start": 1.0, "epsilon_end": 0.05,
-          "epsilon_decay_fraction": 0.1, "tau": 1.0, "max_grad_norm": 25.0}
-DQN_QUICK = {"buffer_size": 2080, "batch_size": 64, "learning_starts": 416,
-             "target_update_interval": 4}
+#: The tabular settings (TABULAR_HP, TABULAR_EXPLORATION) and DQN's, matched to JaxMARL
+#: IQL's defaults (DQN_MATCHED, DQN_HP, DQN_QUICK), are in ``jaxmarl_coop.presets``.
 DQN_ENVS = (("spread-v3", {"num_agents": 3}), ("tracking-v1", {}))
 
 
@@ -139,15 +134,15 @@ def run_tabular(game: str, kwargs: dict[str, float], seeds: int,
     (state, metrics), timing = timed_train(jax.vmap(learner.train), keys, hp)
     add_throughput(timing, seeds * len(settings), config.total_env_steps)
     timing["covers"] = f"all {len(settings)} exploration settings of this game"
-    table = np.asarray(env.payoff_tables(params)[0])
+    payoffs = np.asarray(env.payoff_tables(params)[0])
     q_all = np.asarray(state.q)[:, :, 0, :]  # (settings*seeds, agents, actions): index 0
     last_optimal = np.asarray(metrics["episode_optimal"])[:, -1]
     rows = []
     for i, name in enumerate(settings):
         q = q_all[i * seeds:(i + 1) * seeds]
         joint = q.argmax(axis=-1)  # (seeds, 2), first index on (measure-zero) ties
-        payoff = table[joint[:, 0], joint[:, 1]]
-        optimal = payoff >= table.max()
+        payoff = payoffs[joint[:, 0], joint[:, 1]]
+        optimal = payoff >= payoffs.max()
         counts = Counter(f"({a},{b})" for a, b in joint.tolist())
         lo, hi = wilson(int(optimal.sum()), seeds)
         rows.append({
@@ -156,7 +151,7 @@ def run_tabular(game: str, kwargs: dict[str, float], seeds: int,
             "config": {"num_envs": config.num_envs, "rollout_length": config.rollout_length,
                        "num_updates": config.num_updates,
                        "env_steps_per_seed": config.total_env_steps},
-            "payoff_table": table, "seeds": seeds,
+            "payoff_table": payoffs, "seeds": seeds,
             "optimal_fraction": float(optimal.mean()), "optimal_fraction_ci95": [lo, hi],
             "greedy_payoff": ci(payoff),
             "joint_actions": dict(counts.most_common()),
@@ -168,16 +163,12 @@ def run_tabular(game: str, kwargs: dict[str, float], seeds: int,
 
 
 def tabular_table(rows: list[dict[str, Any]]) -> str:
-    head = (f"{'game':<12} {'k':>5} {'exploration':<21} {'optimal [95% CI]':<19} "
-            f"{'greedy payoff':>14}  joint actions (seeds)")
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        lo, hi = r["optimal_fraction_ci95"]
-        joint = " ".join(f"{a}×{n}" for a, n in r["joint_actions"].items())
-        lines.append(f"{r['game']:<12} {fmt(r['k'], '.0f'):>5} {r['exploration']:<21} "
-                     f"{r['optimal_fraction']:.2f} [{lo:.2f},{hi:.2f}]      "
-                     f"{pm(r['greedy_payoff']):>14}  {joint}")
-    return "\n".join(lines)
+    head = (f"{GAME_HEAD} {'exploration':<21} {'optimal [95% CI]':<19} {'greedy payoff':>14}"
+            "  joint actions (seeds)")
+    return table(head, (f"{game_cells(r)} {r['exploration']:<21} "
+                        f"{fraction_ci(r['optimal_fraction'], r['optimal_fraction_ci95']):<22}"
+                        f"{pm(r['greedy_payoff']):>14}  " + " ".join(
+                            f"{a}×{n}" for a, n in r["joint_actions"].items()) for r in rows))
 
 
 # --------------------------------------------------------------------------------------------
@@ -204,7 +195,7 @@ def run_dqn(env_id: str, kwargs: dict[str, Any], args: argparse.Namespace) -> di
          f"{timing['env_steps_per_s']:,.0f} env steps/s (all seeds)")
     metrics = jax.device_get(metrics)
     policies: dict[str, Any] = {
-        "dqn_greedy": (lambda p: dqn.greedy_policy(config, env, p), state.params),
+        "dqn_greedy": (lambda p: dqn.make_policy(config, env, p), state.params),
         "random": (lambda _: random_policy(env), None)}
     if env_id.startswith("tracking"):
         policies["greedy_chase"] = (lambda _: greedy_chase_policy(env), None)
@@ -234,9 +225,9 @@ def run_jaxmarl(args: argparse.Namespace) -> dict[str, Any]:
     info = {"status": "ok", "repo": str(repo), "commit": git_commit(repo),
             "script": JAXMARL_SCRIPT, "config_files": [JAXMARL_CONFIG, JAXMARL_ALG_CONFIG],
             "default_config": defaults, "jaxmarl_version": jaxmarl_version(),
-            "jaxmarl_module": os.path.dirname(jaxmarl.__file__), "env": JAXMARL_ENV}
-    if defaults["ENV_NAME"] != JAXMARL_ENV:
-        raise ValueError(f"its default ENV_NAME is {defaults['ENV_NAME']}, not {JAXMARL_ENV}")
+            "jaxmarl_module": os.path.dirname(jaxmarl.__file__), "env": JAXMARL_SPREAD}
+    if defaults["ENV_NAME"] != JAXMARL_SPREAD:
+        raise ValueError(f"its default ENV_NAME is {defaults['ENV_NAME']}, not {JAXMARL_SPREAD}")
     test_envs = 32 if args.quick else None
     info["throughput_run"] = run_jaxmarl_qlearning(
         module, defaults, "IQL", steps=args.jaxmarl_timing_steps,
@@ -302,7 +293,7 @@ def matched_config(cfg: dqn.DQNConfig, defaults: dict[str, Any] | None) -> list[
 def dqn_table(runs: list[dict[str, Any]], jaxmarl: dict[str, Any] | None) -> str:
     head = (f"{'env':<12} {'policy':<22} {'team return':>16} {'per-step x25':>16} "
             f"{'mean dist':>9} {'captured':>8} {'collisions':>10}")
-    lines = [head, "-" * len(head)]
+    lines = []
     for run in runs:
         scale = 25.0 / run["episode_steps"]
         for name, ev in run["evaluation"].items():
@@ -317,19 +308,19 @@ def dqn_table(runs: list[dict[str, Any]], jaxmarl: dict[str, Any] | None) -> str
         name = f"jaxmarl_iql_rnn ({ret['timing']['seeds']}s)"
         lines.append(f"{'spread(JM)':<12} {name:<22} {pm(ret['final_team_return']):>16} "
                      f"{pm(ret['final_per_step_x25']):>16} {'-':>9} {'-':>8} {'-':>10}")
-    return "\n".join(lines)
+    return table(head, lines)
 
 
 def timing_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
     head = (f"{'run':<34} {'seeds':>5} {'steps/seed':>11} {'compile s':>9} {'run s':>8} "
             f"{'env steps/s':>12} {'per seed':>10} {'others busy':>11}")
-    lines = [head, "-" * len(head)]
+    lines = []
     for name, t in rows:
         lines.append(f"{name:<34} {t['seeds']:>5} {t['env_steps_per_seed']:>11,} "
                      f"{t['trace_and_compile_s']:>9.1f} {t['run_s']:>8.1f} "
                      f"{t['env_steps_per_s']:>12,.0f} {t['env_steps_per_s_per_seed']:>10,.0f} "
                      f"{fmt(t.get('other_cpu_busy'), '.0%'):>11}")
-    return "\n".join(lines)
+    return table(head, lines)
 
 
 def plot_curves(runs: list[dict[str, Any]], jaxmarl: dict[str, Any] | None, out: Path
@@ -376,9 +367,7 @@ def plot_curves(runs: list[dict[str, Any]], jaxmarl: dict[str, Any] | None, out:
 # main
 # --------------------------------------------------------------------------------------------
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 1)[1])
+    p = benchmark_parser(__doc__)
     p.add_argument("--quick", action="store_true", help="tiny budgets, for a smoke test")
     p.add_argument("--seeds", type=int, default=None, help="DQN seeds (default 8, quick 2)")
     p.add_argument("--tabular-seeds", type=int, default=None,
@@ -413,9 +402,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                 "tabular_steps": 250 if quick else 10_000,
                 "dqn_steps": 8 * 26 * 8 if quick else 2_000_000,
                 "eval_episodes": 16 if quick else 1024}
-    for name, value in defaults.items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
+    fill_defaults(args, defaults)
     if args.jaxmarl_steps is None:
         args.jaxmarl_steps = 8 * 26 * 40 if quick else args.dqn_steps
     if args.jaxmarl_seeds is None:
@@ -432,14 +419,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    data = results_header(
-        "learn_independent", argv, vars(args),
-        "each training run is one jit(vmap(train)) over seeds, lowered and compiled apart "
-        "(trace_and_compile_s) and then timed once (run_s); env steps/s = seeds x env steps "
-        "per seed / run_s")
+    out, start, data = start_run(
+        "learn_independent", argv, args,
+        TRAINING_METHOD + "; env steps/s = seeds x env steps per seed / run_s")
 
     # 1. tabular Q
     tab_rows_per_seed = 25
@@ -459,17 +441,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for env_id, kwargs in DQN_ENVS[:1] if args.throughput_only else DQN_ENVS:
         data["dqn"].append(run_dqn(env_id, kwargs, args))
         if env_id == "spread-v3":
-            if args.skip_jaxmarl:
-                jaxmarl = {"status": "skipped", "reason": "--skip-jaxmarl"}
-            elif not args.jaxmarl_repo:
-                jaxmarl = {"status": "skipped", "reason": "no --jaxmarl-repo (or $JAXMARL_REPO)"}
-                log("JaxMARL IQL not run: pass --jaxmarl-repo PATH (see --help)")
-            else:
-                try:
-                    jaxmarl = run_jaxmarl(args)
-                except (ImportError, FileNotFoundError, ValueError) as exc:
-                    jaxmarl = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
-                    log(f"JaxMARL IQL not run: {exc}")
+            jaxmarl = run_peer(args, "IQL", lambda: run_jaxmarl(args))
     data["jaxmarl"] = jaxmarl
     spread = data["dqn"][0]
     data["matched_config"] = matched_config(spread["config"],
@@ -497,10 +469,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 "jaxmarl_final_per_step_x25": ret["final_per_step_x25"]})
     data["comparison"] = comparison
     data["plots"] = plot_curves(data["dqn"], jaxmarl, out)
-    data["machine"]["loadavg_end"] = list(os.getloadavg())
     data["machine"]["other_cpu_busy_end"] = other_cpu_busy()
-    data["total_wall_s"] = time.perf_counter() - start
-    write_json_atomic(out / "results.json", data)
+    save_results(out / "results.json", data, start)
 
     if data["tabular"]:
         print("Tabular Q (greedy joint action after training; "
@@ -536,11 +506,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if jaxmarl and jaxmarl.get("status") != "ok":
         why = jaxmarl.get("reason") or jaxmarl.get("error")
         print(f"\nJaxMARL IQL: {jaxmarl.get('status')} ({why})")
-    m = data["machine"]
-    print(f"\nmachine: {m['cpu_model']}, {m['usable_cores']} cores, backend {m['backend']}, "
-          f"jax {m['jax_version']}; CPUs busy with other processes: "
-          f"{fmt(m['other_cpu_busy_start'], '.0%')} before, "
-          f"{fmt(m['other_cpu_busy_end'], '.0%')} after; total {data['total_wall_s']:.0f} s")
+    print("\n" + machine_summary(data["machine"], data["total_wall_s"]))
     print(f"wrote {out / 'results.json'} and {len(data['plots'])} PNG(s)")
     return data
 

@@ -42,7 +42,6 @@ configure_xla()  # before any JAX computation: safe XLA_FLAGS on small CPU machi
 import argparse  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
-import time  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -51,74 +50,71 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from experiments.benchmarks.common import (  # noqa: E402
+    GAME_HEAD,
     JAXMARL_SPREAD,
     JAXMARL_SPREAD_STEPS,
+    TRAINING_METHOD,
     add_throughput,
+    benchmark_parser,
     check_at_least_one,
     ci,
     evaluate_policies,
+    fill_defaults,
     fmt,
+    fraction_ci,
+    game_cells,
     git_commit,
     jaxmarl_version,
     learning_curve,
     load_script,
     log,
+    other_cpu_busy,
     plot_section_curves,
     pm,
     qlearning_config,
-    results_header,
     run_jaxmarl_qlearning,
+    run_peer,
+    save_results,
+    start_run,
+    table,
     timed_train,
     wilson,
 )
-from experiments.benchmarks.env_throughput import other_cpu_busy  # noqa: E402
-from experiments.benchmarks.learn_actor_critic import PPO_CONFIG, PPO_HP  # noqa: E402
 from jaxmarl_coop.envs import make, random_policy, reference_policies  # noqa: E402
 from jaxmarl_coop.learners import actor_critic as ac  # noqa: E402
 from jaxmarl_coop.learners import dqn, tabular_q  # noqa: E402
 from jaxmarl_coop.learners import value_decomposition as vd  # noqa: E402
 from jaxmarl_coop.learners.base import stack_hyperparams  # noqa: E402
 from jaxmarl_coop.learners.evaluation import evaluate  # noqa: E402
-from jaxmarl_coop.runs import write_json_atomic  # noqa: E402
+from jaxmarl_coop.presets import (  # noqa: E402
+    HYSTERETIC_BETA,
+    MATRIX_PPO_CONFIG,
+    MATRIX_PPO_HP,
+    MATRIX_Q_CONFIG,
+    MATRIX_Q_HP,
+    MATRIX_QMIX_MIXER,
+    MATRIX_TABULAR_HP,
+    PPO_CONFIG,
+    PPO_HP,
+    Q_CONFIG,
+    Q_HP,
+    Q_QUICK,
+    QMIX_MIXER,
+)
 
 DEFAULT_OUT = "runs/bench/mechanisms"
 SECTIONS = ("matrix", "teams", "apps", "jaxmarl")
 
 # --------------------------------------------------------------------------------------------
-# settings
+# settings: the learners' tuned settings are in jaxmarl_coop.presets (on the matrix games
+# MATRIX_*, on the particle tasks and applications Q_CONFIG / Q_HP / QMIX_MIXER for IQL, VDN
+# and QMIX: JaxMARL's Q-learning defaults on MPE; HYSTERETIC_BETA for the hysteretic ones)
 # --------------------------------------------------------------------------------------------
 MATRIX_GAMES = (("climbing-v1", {}), ("penalty-v1", {"k": -25.0}),
                 ("penalty-v1", {"k": -100.0}))
-HYSTERETIC_BETA = 0.1  # the learning rate for negative TD errors is beta x the other one
-
-#: stateless repeated games: gamma 0, epsilon falls over the first half
-MATRIX_TABULAR_HP = {"alpha": 0.1, "gamma": 0.0, "epsilon_start": 1.0, "epsilon_end": 0.05,
-                     "epsilon_decay_fraction": 0.5}
-MATRIX_Q_CONFIG = {"num_envs": 4, "rollout_length": 1, "buffer_size": 400, "batch_size": 32,
-                   "learning_starts": 64, "num_epochs": 1, "target_update_interval": 10,
-                   "n_step": 1, "double_dqn": True, "share_params": True, "hidden": (16,),
-                   "anneal_lr": False}
-MATRIX_QMIX_MIXER = {"mixer_embed": 8, "hypernet_hidden": 16}
-MATRIX_Q_HP = {"lr": 3e-3, "gamma": 0.0, "epsilon_start": 1.0, "epsilon_end": 0.05,
-               "epsilon_decay_fraction": 0.5, "tau": 1.0, "max_grad_norm": 10.0}
-MATRIX_PPO_CONFIG = {"num_envs": 8, "rollout_length": 25, "num_epochs": 4,
-                     "num_minibatches": 2, "hidden": (32,), "activation": "tanh",
-                     "anneal_lr": True}
-MATRIX_PPO_HP = {"lr": 3e-3, "gamma": 0.0, "gae_lambda": 0.95, "ent_coef": 0.01}
-
-#: one Q-learning config for IQL, VDN and QMIX on the particle tasks and the applications:
-#: JaxMARL's Q-learning defaults on MPE (``ql_rnn_mpe.yaml``), feed-forward networks
-Q_CONFIG = {"num_envs": 8, "rollout_length": 26, "buffer_size": 5000 * 26,
-            "batch_size": 32 * 26, "learning_starts": 10_000, "num_epochs": 1,
-            "target_update_interval": 200, "n_step": 1, "double_dqn": True,
-            "share_params": True, "hidden": (64, 64), "anneal_lr": True}
-Q_HP = {"lr": 0.005, "gamma": 0.9, "epsilon_start": 1.0, "epsilon_end": 0.05,
-        "epsilon_decay_fraction": 0.1, "tau": 1.0, "max_grad_norm": 25.0}
-QMIX_MIXER = {"mixer_embed": 32, "hypernet_hidden": 128}  # as ql_rnn_mpe.yaml
-Q_QUICK = {"buffer_size": 2080, "batch_size": 64, "learning_starts": 416,
-           "target_update_interval": 4}
-#: MAPPO: learn_actor_critic's PPO_CONFIG and PPO_HP (entropy 0.01; the README's table was
-#: measured with them, before learn_actor_critic's spread entropy of 0.06 was found)
+#: MAPPO: learn_actor_critic's PPO_CONFIG and PPO_HP, without its PPO_HP_BY_ENV (entropy
+#: 0.01; the README's table was measured with them, before the spread entropy of 0.06 was
+#: found)
 PPO_QUICK = {"num_envs": 4, "rollout_length": 32, "num_minibatches": 2}
 
 TEAM_ENVS = (("spread-v3", {"num_agents": 3}), ("tracking-v1", {}))
@@ -152,14 +148,14 @@ def _updates(steps: int, num_envs: int, rollout_length: int) -> int:
 def learner_setup(name: str, steps: int, *, matrix: bool = False, quick: bool = False,
                   q_settings: dict[str, Any] | None = None
                   ) -> tuple[Any, Any, dict[str, Any], Callable[..., Any]]:
-    """``(module, config, hyperparams, greedy_policy(config, env, params))`` of a learner."""
+    """``(module, config, hyperparams, make_policy(config, env, params))`` of a learner (its
+    greedy policy: ``make_policy``'s default)."""
     hysteretic = name.startswith("hysteretic")
     beta = {"hysteretic_beta": HYSTERETIC_BETA} if hysteretic else {}
     if name.endswith("tabular"):
         config = tabular_q.TabularQConfig(num_envs=1, rollout_length=25,
                                           num_updates=_updates(steps, 1, 25))
-        return (tabular_q, config, {**MATRIX_TABULAR_HP, **beta},
-                lambda config, env, q: tabular_q.greedy_policy(env, q))
+        return tabular_q, config, {**MATRIX_TABULAR_HP, **beta}, tabular_q.make_policy
     if name == "MAPPO":
         settings = dict(MATRIX_PPO_CONFIG if matrix else PPO_CONFIG)
         if quick and not matrix:
@@ -176,10 +172,10 @@ def learner_setup(name: str, steps: int, *, matrix: bool = False, quick: bool = 
     updates = _updates(steps, settings["num_envs"], settings["rollout_length"])
     base = name.removeprefix("hysteretic ")
     if base == "IQL":
-        return dqn, dqn.DQNConfig(num_updates=updates, **settings), hp, dqn.greedy_policy
+        return dqn, dqn.DQNConfig(num_updates=updates, **settings), hp, dqn.make_policy
     qmix = MATRIX_QMIX_MIXER if matrix else QMIX_MIXER
     mixer = {"VDN": {"mixer": "vdn"}, "QMIX": {"mixer": "qmix", **qmix}}[base]
-    return vd, vd.VDConfig(num_updates=updates, **settings, **mixer), hp, vd.greedy_policy
+    return vd, vd.VDConfig(num_updates=updates, **settings, **mixer), hp, vd.make_policy
 
 
 def train_seeds(name: str, env: Any, env_params: Any, steps: int, seeds: int, seed: int,
@@ -193,7 +189,7 @@ def train_seeds(name: str, env: Any, env_params: Any, steps: int, seeds: int, se
     add_throughput(timing, seeds, config.total_env_steps)
     log(f"  {name:<16} {env.name}: compile {timing['trace_and_compile_s']:.1f} s, run "
         f"{timing['run_s']:.1f} s, {timing['env_steps_per_s']:,.0f} env steps/s")
-    learned = state.q if module is tabular_q else state.params
+    learned = module.policy_params(state)  # what make_policy takes
     return {"state": learned, "metrics": jax.device_get(metrics), "timing": timing,
             "config": config, "hyperparams": hp_values,
             "policy": lambda p, config=config: policy(config, env, p)}
@@ -210,7 +206,7 @@ def run_matrix(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = []
     for game, kwargs in MATRIX_GAMES[:1] if args.quick else MATRIX_GAMES:
         env, params = make(game, **kwargs)
-        table = np.asarray(env.payoff_tables(params)[0])
+        payoffs = np.asarray(env.payoff_tables(params)[0])
         for name in MATRIX_LEARNERS:
             run = train_seeds(name, env, params, args.matrix_steps, args.matrix_seeds,
                               args.seed, matrix=True)
@@ -227,22 +223,17 @@ def run_matrix(args: argparse.Namespace) -> list[dict[str, Any]]:
                 "game": game, "k": kwargs.get("k"), "learner": name,
                 "config": run["config"], "hyperparams": run["hyperparams"],
                 "env_steps_per_seed": run["config"].total_env_steps,
-                "payoff_table": table, "seeds": len(reached),
+                "payoff_table": payoffs, "seeds": len(reached),
                 "optimal_fraction": float(reached.mean()), "optimal_fraction_ci95": [lo, hi],
                 "greedy_payoff_per_step": ci(per_step), "timing": run["timing"]})
     return rows
 
 
 def matrix_table(rows: list[dict[str, Any]]) -> str:
-    head = (f"{'game':<12} {'k':>5} {'learner':<20} {'reach optimum [95% CI]':<24} "
-            f"{'greedy payoff':>15}")
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        lo, hi = r["optimal_fraction_ci95"]
-        lines.append(f"{r['game']:<12} {fmt(r['k'], '.0f'):>5} {r['learner']:<20} "
-                     f"{r['optimal_fraction']:.2f} [{lo:.2f}, {hi:.2f}]{'':<9} "
-                     f"{pm(r['greedy_payoff_per_step'], '.1f'):>15}")
-    return "\n".join(lines)
+    head = f"{GAME_HEAD} {'learner':<20} {'reach optimum [95% CI]':<24} {'greedy payoff':>15}"
+    return table(head, (f"{game_cells(r)} {r['learner']:<20} "
+                        f"{fraction_ci(r['optimal_fraction'], r['optimal_fraction_ci95']):<26} "
+                        f"{pm(r['greedy_payoff_per_step'], '.1f'):>15}" for r in rows))
 
 
 # --------------------------------------------------------------------------------------------
@@ -281,8 +272,8 @@ def env_table(section: dict[str, Any]) -> str:
     head = (f"{'policy':<{width}} {'team return':>16} "
             + " ".join(f"{m[:12]:>14}" for m in metrics)
             + f" {'train s':>8} {'compile s':>9}")
-    lines = [f"{section['env']} ({section['num_agents']} agents, "
-             f"{section['env_steps_per_seed']:,} env steps per seed)", head, "-" * len(head)]
+    title = (f"{section['env']} ({section['num_agents']} agents, "
+             f"{section['env_steps_per_seed']:,} env steps per seed)")
 
     def row(name: str, ev: dict[str, Any], timing: dict[str, Any] | None) -> str:
         cells = " ".join(f"{pm(ev.get(m), '.3f'):>14}" for m in metrics)
@@ -290,11 +281,10 @@ def env_table(section: dict[str, Any]) -> str:
         comp = fmt(timing["trace_and_compile_s"], ".1f") if timing else "-"
         return f"{name:<{width}} {pm(ev['return'], '.2f'):>16} {cells} {run_s:>8} {comp:>9}"
 
-    for run in section["runs"]:
-        lines.append(row(run["variant"], run["greedy_evaluation"], run["timing"]))
-    for name, ev in section["references"].items():
-        lines.append(row(name, ev, None))
-    return "\n".join(lines)
+    lines = [row(run["variant"], run["greedy_evaluation"], run["timing"])
+             for run in section["runs"]]
+    lines += [row(name, ev, None) for name, ev in section["references"].items()]
+    return f"{title}\n{table(head, lines)}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -361,23 +351,21 @@ def run_jaxmarl(args: argparse.Namespace, teams: dict[str, Any] | None) -> dict[
 def jaxmarl_table(info: dict[str, Any]) -> str:
     head = (f"{'algorithm':<9} {'ours steps/s':>13} {'JaxMARL steps/s':>16} {'ratio':>6} "
             f"{'compile ours/JaxMARL s':>23} {'return ours':>14} {'JaxMARL (x25/26)':>17}")
-    lines = [head, "-" * len(head)]
+    lines = []
     for r in info["rows"]:
         lines.append(
             f"{r['algorithm']:<9} {fmt(r['ours_env_steps_per_s'], ',.0f'):>13} "
             f"{fmt(r['jaxmarl_env_steps_per_s'], ',.0f'):>16} {fmt(r['ratio'], '.2f'):>6} "
             f"{fmt(r['ours_compile_s'], '.1f'):>11} / {fmt(r['jaxmarl_compile_s'], '.1f'):<9} "
             f"{pm(r['ours_return'], '.1f'):>14} {pm(r['jaxmarl_return_x25'], '.1f'):>17}")
-    return "\n".join(lines)
+    return table(head, lines)
 
 
 # --------------------------------------------------------------------------------------------
 # main
 # --------------------------------------------------------------------------------------------
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 1)[1])
+    p = benchmark_parser(__doc__)
     p.add_argument("--quick", action="store_true", help="tiny budgets, for a smoke test")
     p.add_argument("--seeds", type=int, default=None,
                    help="seeds per learner, parts 2-4 (default 8, quick 2)")
@@ -406,9 +394,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     defaults = {"seeds": 2 if quick else 8, "matrix_seeds": 4 if quick else 32,
                 "matrix_steps": 2000 if quick else 20_000, "steps": 4096 if quick else 1_000_000,
                 "app_steps": 4096 if quick else 500_000, "eval_episodes": 8 if quick else 256}
-    for name, value in defaults.items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
+    fill_defaults(args, defaults)
     if args.jaxmarl_timing_steps is None:
         args.jaxmarl_timing_steps = max(1, args.steps // 4)
     check_at_least_one(p, args, "seeds", "matrix_seeds", "matrix_steps", "steps", "app_steps",
@@ -419,14 +405,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    data = results_header(
-        "mechanisms", argv, vars(args),
-        "each training run is one jit(vmap(train)) over seeds, lowered and compiled apart "
-        "(trace_and_compile_s) and timed once (run_s); greedy evaluation of every seed's "
-        "final policy; mean ± 95% Student-t CI over seeds, Wilson intervals for fractions")
+    out, start, data = start_run(
+        "mechanisms", argv, args,
+        TRAINING_METHOD + "; greedy evaluation of every seed's final policy; mean ± 95% "
+        "Student-t CI over seeds, Wilson intervals for fractions")
     data["settings_detail"] = {
         "hysteretic_beta": HYSTERETIC_BETA, "matrix": {
             "tabular_hp": MATRIX_TABULAR_HP, "q_config": MATRIX_Q_CONFIG, "q_hp": MATRIX_Q_HP,
@@ -437,9 +419,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     data["plots"] = []
 
     def save() -> None:
-        data["machine"]["loadavg_end"] = list(os.getloadavg())
-        data["total_wall_s"] = time.perf_counter() - start
-        write_json_atomic(out / "results.json", data)
+        save_results(out / "results.json", data, start)
 
     # --quick: two learners per env (the matrix part runs all of them), to stay a smoke test
     env_learners = QUICK_ENV_LEARNERS if args.quick else TEAM_LEARNERS
@@ -466,18 +446,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if "apps" in args.only:
         env_section("apps", APP_ENVS, args.app_steps)
     if "jaxmarl" in args.only:
-        if args.skip_jaxmarl:
-            data["jaxmarl"] = {"status": "skipped", "reason": "--skip-jaxmarl"}
-        elif not args.jaxmarl_repo:
-            data["jaxmarl"] = {"status": "skipped",
-                               "reason": "no --jaxmarl-repo (or $JAXMARL_REPO)"}
-            log("JaxMARL VDN/QMIX not run: pass --jaxmarl-repo PATH (see --help)")
-        else:
-            try:
-                data["jaxmarl"] = run_jaxmarl(args, data.get("teams"))
-            except (ImportError, FileNotFoundError, ValueError, KeyError) as exc:
-                data["jaxmarl"] = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
-                log(f"JaxMARL VDN/QMIX not run: {exc}")
+        data["jaxmarl"] = run_peer(args, "VDN/QMIX", lambda: run_jaxmarl(args, data.get("teams")))
         save()
     data["machine"]["other_cpu_busy_end"] = other_cpu_busy()
     save()

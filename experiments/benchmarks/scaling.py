@@ -9,8 +9,8 @@ Run from the repository root::
 Three axes, each a series of programs that differ in one size only:
 
 * ``envs``: ``VecEnv(AutoReset(env), B)`` rollouts of random actions in one jitted
-  ``lax.scan`` (the very rollout of ``env_throughput.py``, built by its ``ours_rollout`` and
-  timed by its ``time_rollout``), ``B`` in ``--env-sizes`` (default 1 ... 8192), on each of
+  ``lax.scan`` (the very rollout of ``env_throughput.py``: ``common.ours_rollout``, timed by
+  ``common.time_rollout``), ``B`` in ``--env-sizes`` (default 1 ... 8192), on each of
   ``--envs`` (default ``spread-v3`` and ``tracking-v1``). Work unit: one env; efficiency is
   env steps/s per env against its best.
 * ``seeds``: ``jit(vmap(train))`` of one small MAPPO run (``actor_critic``, centralised critic,
@@ -44,8 +44,6 @@ configure_xla()  # before any JAX computation: safe XLA_FLAGS on small CPU machi
 import argparse  # noqa: E402
 import dataclasses  # noqa: E402
 import io  # noqa: E402
-import os  # noqa: E402
-import statistics  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -54,21 +52,26 @@ from typing import Any  # noqa: E402
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from experiments.benchmarks.common import compile_timed, fmt, log, results_header  # noqa: E402
-from experiments.benchmarks.env_throughput import (  # noqa: E402
+from experiments.benchmarks.common import (  # noqa: E402
     PROBE_STEPS,
     QUICK_STEPS,
-    _cpu_sample,
-    _jax_versions,
-    _others_busy,
-    _own_cores,
-    _probe_steps,
-    _timed_call,
+    benchmark_parser,
+    compile_timed,
+    fill_defaults,
+    log,
+    machine_summary,
     other_cpu_busy,
     ours_rollout,
+    results_header,
+    rollout_probe_steps,
+    rollout_throughput,
+    save_results,
+    table,
     time_rollout,
+    timed_call,
+    timed_repeats,
+    write_bytes_atomic,
 )
-from jaxmarl_coop.runs import write_bytes_atomic, write_json_atomic  # noqa: E402
 
 AXES = ("envs", "seeds", "agents")
 DEFAULT_ENVS = ("spread-v3", "tracking-v1")
@@ -212,21 +215,19 @@ def _recording(make_rollout: Callable[[int], Callable[..., Any]]
 def bench_rollout(env_id: str, batch: int, *, target_s: float, repeats: int,
                   probe_steps: int, env_kwargs: dict[str, Any] | None = None
                   ) -> dict[str, Any]:
-    """One rollout row: ``time_rollout`` of env_throughput, plus memory figures."""
+    """One rollout row: ``common.time_rollout``, as env_throughput's, plus memory figures."""
     make_rollout, params, num_agents = ours_rollout(env_id, batch, **(env_kwargs or {}))
     make, made = _recording(make_rollout)
     mem_before = device_memory()
     row = time_rollout(make, (params,), target_s=target_s, repeats=repeats,
-                       probe_steps=_probe_steps(probe_steps, batch, target_s))
+                       probe_steps=rollout_probe_steps(probe_steps, batch, target_s))
     # the timed program again: jax's in-process caches return the same executable
     t0 = time.perf_counter()
     compiled, _ = compile_timed(made[-1], jax.random.PRNGKey(0), params)
     row["memory_analysis_s"] = time.perf_counter() - t0
     row["memory"] = compiled_memory(compiled)
-    env_steps = row["steps"] * batch / row["median_run_s"]
-    row.update(env=env_id, batch=batch, seeds=1, num_agents=num_agents,
-               env_steps_per_s=env_steps, agent_steps_per_s=env_steps * num_agents)
-    return _with_device_memory(row, mem_before)
+    row.update(env=env_id, seeds=1)
+    return _with_device_memory(rollout_throughput(row, batch, num_agents), mem_before)
 
 
 def axis_envs(args: argparse.Namespace, timing: dict[str, Any]) -> list[dict[str, Any]]:
@@ -278,16 +279,12 @@ def bench_seeds(seeds: int, *, quick: bool, updates: int, repeats: int) -> dict[
 
     mem_before = device_memory()
     compiled, timing = compile_timed(jax.vmap(train), keys(0), hps)
-    _timed_call(compiled, keys(0), hps)  # first run: allocations, thread pools
-    cpu0 = _cpu_sample()
-    runs = [_timed_call(compiled, keys(i + 1), hps) for i in range(repeats)]
-    cpu1 = _cpu_sample()
-    median = statistics.median(runs)
-    env_steps = seeds * config.total_env_steps / median
-    row = {**timing, "run_s": runs, "median_run_s": median, "updates": updates,
+    timed_call(compiled, keys(0), hps)  # first run: allocations, thread pools
+    runs = timed_repeats(compiled, lambda i: (keys(i + 1), hps), repeats)
+    env_steps = seeds * config.total_env_steps / runs["median_run_s"]
+    row = {**timing, **runs, "updates": updates,
            "env_steps_per_seed": config.total_env_steps, "memory": compiled_memory(compiled),
-           "other_cpu_busy": _others_busy(cpu0, cpu1), "own_cores_used":
-           _own_cores(cpu0, cpu1, sum(runs)), "env": SEEDS_ENV, "batch": config.num_envs,
+           "env": SEEDS_ENV, "batch": config.num_envs,
            "seeds": seeds, "num_agents": num_agents, "env_steps_per_s": env_steps,
            "agent_steps_per_s": env_steps * num_agents,
            "config": dataclasses.asdict(config), "hyperparams": TRAIN_HP}
@@ -333,7 +330,7 @@ def format_table(axis: str, rows: list[dict[str, Any]]) -> str:
     header = (f"{'series':<17} {'size':>6} {'env steps/s':>13} {'agent steps/s':>14} "
               f"{'per ' + unit:>14} {'eff':>5} {'compile s':>9} {'temp MiB':>9} "
               f"{'args MiB':>9} {'out MiB':>8} {'dev peak MiB':>12}")
-    lines = [header, "-" * len(header)]
+    lines = []
     for r in rows:
         mem = r.get("memory") or {}
         dev = r.get("device_memory") or {}
@@ -343,7 +340,7 @@ def format_table(axis: str, rows: list[dict[str, Any]]) -> str:
                      f"{_mib(mem.get('temp_bytes')):>9} {_mib(mem.get('argument_bytes')):>9} "
                      f"{_mib(mem.get('output_bytes')):>8} "
                      f"{_mib(dev.get('peak_bytes_in_use')):>12}")
-    return "\n".join(lines)
+    return table(header, lines)
 
 
 def plot(axes_data: dict[str, dict[str, Any]], path: Path, title: str) -> str:
@@ -400,9 +397,7 @@ def plot(axes_data: dict[str, dict[str, Any]], path: Path, title: str) -> str:
 # main
 # --------------------------------------------------------------------------------------------
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 1)[1])
+    p = benchmark_parser(__doc__)
     p.add_argument("--axes", nargs="+", choices=AXES, default=list(AXES),
                    help="axes to measure, in this order (default envs seeds agents)")
     p.add_argument("--envs", nargs="+", default=list(DEFAULT_ENVS),
@@ -433,9 +428,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                 "agent_counts": QUICK_AGENT_COUNTS if q else DEFAULT_AGENT_COUNTS,
                 "agents_batch": 8 if q else 1024, "train_updates": 1 if q else 4,
                 "repeats": 2 if q else 5, "target_seconds": 0.0 if q else 0.5}
-    for name, value in defaults.items():
-        if getattr(args, name) is None:
-            setattr(args, name, list(value) if isinstance(value, tuple) else value)
+    fill_defaults(args, defaults)
     for name in ("env_sizes", "seed_counts", "agent_counts"):
         values = getattr(args, name)
         if any(v < 1 for v in values) or len(set(values)) != len(values):
@@ -477,9 +470,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     data["machine"]["device_kind"] = jax.devices()[0].device_kind
 
     def save() -> None:
-        data["machine"]["loadavg_end"] = list(os.getloadavg())
-        data["total_wall_s"] = time.perf_counter() - start
-        write_json_atomic(out / "results.json", data)
+        save_results(out / "results.json", data, start)
 
     for axis in args.axes:
         log(f"{axis} axis:")
@@ -503,12 +494,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         print(format_table(axis, section["rows"]))
         for bend in section["bends"]:
             print("  bend: " + describe_bend(bend))
-    versions = _jax_versions()
-    print(f"\nmachine: {m['cpu_model']}, {m['usable_cores']} cores, backend "
-          f"{versions['backend']}, device {m['device_kind']} ({', '.join(m['devices'])}), jax "
-          f"{versions['jax_version']}; CPUs busy with other processes: "
-          f"{fmt(m['other_cpu_busy_start'], '.0%')} before, "
-          f"{fmt(m['other_cpu_busy_end'], '.0%')} after; total {data['total_wall_s']:.0f} s")
+    print("\n" + machine_summary(m, data["total_wall_s"], device=True))
     print(f"wrote {out / 'results.json'} and {data['plot']}")
     return data
 
