@@ -109,11 +109,7 @@ class RunConfig:
                              f"{self.devices} (seeds are split evenly over devices)")
         for name in ("env_param", "hp", "config"):
             parse_pairs(getattr(self, name), f"--{name.replace('_', '-')}")
-        try:
-            from jaxmarl_coop.loggers import parse_logger_names
-        except ImportError:  # TEMP until loggers lands
-            def parse_logger_names(text: str) -> None:
-                return None
+        from jaxmarl_coop.loggers import parse_logger_names
 
         parse_logger_names(self.logger)
 

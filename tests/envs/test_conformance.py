@@ -41,7 +41,7 @@ def _episode(env, params, key, steps):
     def body(carry, key):
         state, ts = carry
         k_act, k_step = jax.random.split(key)
-        actions = policy(k_act, ts)
+        actions, _ = policy(k_act, ts, ())
         state, ts = env.step(k_step, state, actions, params)
         return (state, ts), (ts, actions)
 

@@ -140,7 +140,7 @@ def _figures(env, params, policies, episodes=128):
     def episode(index, key):
         def body(carry, key):
             k_act, k_step = jax.random.split(key)
-            actions = jnp.stack([policies[n](k_act, carry[1]) for n in names])[index]
+            actions = jnp.stack([policies[n](k_act, carry[1], ())[0] for n in names])[index]
             state, ts = env.step(k_step, carry[0], actions, params)
             return (state, ts), (jnp.sum(ts.reward), ts.info["crossings"],
                                  ts.info["collisions"])
@@ -191,7 +191,7 @@ def test_fixed_time_light_cycle():
     def decide(position, speed, step):
         state = _state(position, speed, step)
         reward, info = env._reward(state, EXACT)
-        return policy(jax.random.PRNGKey(0), env._timestep(state, reward, info, EXACT))
+        return policy(jax.random.PRNGKey(0), env._timestep(state, reward, info, EXACT), ())[0]
 
     def actions(position, speed, step):
         return np.asarray(decide(jnp.asarray(position, jnp.float32),
@@ -268,7 +268,7 @@ def test_contract_under_jit_and_vmap_and_render():
     def episode(key):
         def body(carry, key):
             k_act, k_step = jax.random.split(key)
-            state, ts = env.step(k_step, carry[0], policy(k_act, carry[1]), params)
+            state, ts = env.step(k_step, carry[0], policy(k_act, carry[1], ())[0], params)
             return (state, ts), (state, ts)
 
         k_reset, k_run = jax.random.split(key)

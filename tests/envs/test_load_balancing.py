@@ -87,7 +87,7 @@ def _trajectory(env, params, key, steps, policy=None):
     def body(carry, key):
         state, ts = carry
         k_act, k_step = jax.random.split(key)
-        actions = policy(k_act, ts)
+        actions, _ = policy(k_act, ts, ())
         state, ts = env.step(k_step, state, actions, params)
         return (state, ts), (ts, actions)
 
@@ -128,7 +128,7 @@ def test_round_robin_cycles_each_dispatchers_jobs_through_the_servers():
     state, ts = env.reset(jax.random.PRNGKey(0), params)
     state = state.replace(job_size=jnp.array([0.0, 2.0, 2.0]))
     state, ts = env.step(jax.random.PRNGKey(1), state, jnp.array([3, 1, 2], jnp.int32), params)
-    np.testing.assert_array_equal(np.asarray(round_robin_policy(env)(None, ts)), [0, 2, 3])
+    np.testing.assert_array_equal(np.asarray(round_robin_policy(env)(None, ts, ())[0]), [0, 2, 3])
 
 
 def test_jsq_herds_where_coordinated_dispatch_spreads():
@@ -138,20 +138,20 @@ def test_jsq_herds_where_coordinated_dispatch_spreads():
     state = state.replace(job_size=jnp.array([3.0, 3.0, 3.0]))
     ts = env._timestep(state, jnp.zeros(3), env._reward(state, params)[1], params)
     # all three pick the fastest empty server; in turn: 3/3 < 3/(7/3) < 6/3 -> 3, 2, then 1
-    np.testing.assert_array_equal(np.asarray(join_shortest_queue_policy(env)(None, ts)),
+    np.testing.assert_array_equal(np.asarray(join_shortest_queue_policy(env)(None, ts, ())[0]),
                                   [3, 3, 3])
-    np.testing.assert_array_equal(np.asarray(coordinated_dispatch_policy(env)(None, ts)),
+    np.testing.assert_array_equal(np.asarray(coordinated_dispatch_policy(env)(None, ts, ())[0]),
                                   [3, 2, 1])
     # a job skips servers it does not fit in (q + s > C = 20) even where it would finish
     # first: size 3 -> server 1 (18 / (5/3)), not 3 (21 / 3); size 2 still fits on 3 (20 / 3)
     full = state.replace(queue=jnp.array([15.0, 15.0, 18.0, 18.0]),
                          job_size=jnp.array([3.0, 2.0, 0.0]))
     ts = env._timestep(full, jnp.zeros(3), env._reward(full, params)[1], params)
-    np.testing.assert_array_equal(np.asarray(join_shortest_queue_policy(env)(None, ts))[:2],
+    np.testing.assert_array_equal(np.asarray(join_shortest_queue_policy(env)(None, ts, ())[0])[:2],
                                   [1, 3])
     # the observed-queue variant uses the stale view: 2 steps ago the queues were empty
     np.testing.assert_array_equal(
-        np.asarray(join_shortest_observed_queue_policy(env)(None, ts))[:2], [3, 3])
+        np.asarray(join_shortest_observed_queue_policy(env)(None, ts, ())[0])[:2], [3, 3])
 
 
 def _evaluate(env, params, policies, episodes=64, key=0):
@@ -163,7 +163,7 @@ def _evaluate(env, params, policies, episodes=64, key=0):
         def body(carry, key):
             state, ts = carry
             k_act, k_step = jax.random.split(key)
-            return env.step(k_step, state, policy(k_act, ts), params), None
+            return env.step(k_step, state, policy(k_act, ts, ())[0], params), None
 
         k0, k1 = jax.random.split(key)
         (_, ts), _ = jax.lax.scan(body, env.reset(k0, params),

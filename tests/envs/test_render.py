@@ -7,7 +7,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxmarl_coop.envs import AutoReset, Env, VecEnv, make, random_policy, registered, wrap
+from jaxmarl_coop.envs import (
+    AutoReset,
+    Env,
+    VecEnv,
+    feed_forward,
+    make,
+    random_policy,
+    registered,
+    wrap,
+)
 from jaxmarl_coop.envs.render import animate, rollout_frames, save_gif
 
 SIZE = 96  # small frames keep the file fast
@@ -23,7 +32,7 @@ def _states(env_id: str, steps: int = 2):
 
         def body(carry, key):
             k_act, k_step = jax.random.split(key)
-            state, ts = env.step(k_step, carry[0], policy(k_act, carry[1]), params)
+            state, ts = env.step(k_step, carry[0], policy(k_act, carry[1], ())[0], params)
             return (state, ts), state
 
         _, traj = jax.lax.scan(body, (state, ts), jax.random.split(key, steps))
@@ -110,6 +119,21 @@ def test_rollout_frames_refuses_auto_reset():
     env, params = make("spread-v3", max_steps=2)
     with pytest.raises(ValueError, match="auto-reset"):
         rollout_frames(AutoReset(env), params, random_policy(env), jax.random.PRNGKey(0))
+
+
+def test_rollout_frames_and_animate_need_a_policy(tmp_path):
+    env, params = make("spread-v3", max_steps=2)
+
+    def plain(key, ts):
+        return ts.action_mask.argmax(-1)
+
+    with pytest.raises(TypeError, match=r"rollout_frames needs .*feed_forward"):
+        rollout_frames(env, params, plain, jax.random.PRNGKey(0))
+    with pytest.raises(TypeError, match="feed_forward"):
+        animate(env, params, plain, jax.random.PRNGKey(0), str(tmp_path / "a.gif"))
+    assert not (tmp_path / "a.gif").exists()
+    assert len(rollout_frames(env, params, feed_forward(plain), jax.random.PRNGKey(0),
+                              size=64)) == 3
 
 
 def test_save_gif_writes_a_valid_animation(spread_episode, tmp_path):

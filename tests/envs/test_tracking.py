@@ -32,7 +32,7 @@ def _evaluate(env, params, policy, episodes=64, key=0):
         def body(carry, key):
             state, ts = carry
             k_act, k_step = jax.random.split(key)
-            state, ts = env.step(k_step, state, policy(k_act, ts), params)
+            state, ts = env.step(k_step, state, policy(k_act, ts, ())[0], params)
             return (state, ts), ts
 
         k0, k1 = jax.random.split(key)
@@ -89,6 +89,6 @@ def test_random_policy_respects_the_mask():
     policy = random_policy(env)
     mask = jnp.array([[False, True, False, False, False], [False, False, False, True, True]])
     ts = env.reset(jax.random.PRNGKey(0))[1]._replace(action_mask=mask)
-    draws = jax.vmap(lambda k: policy(k, ts))(jax.random.split(jax.random.PRNGKey(0), 200))
+    draws = jax.vmap(lambda k: policy(k, ts, ())[0])(jax.random.split(jax.random.PRNGKey(0), 200))
     assert set(np.asarray(draws[:, 0]).tolist()) == {1}
     assert set(np.asarray(draws[:, 1]).tolist()) == {3, 4}

@@ -15,7 +15,7 @@ def _rollout(env, params, steps, key=0):
     def body(carry, key):
         state, ts = carry
         k_act, k_step = jax.random.split(key)
-        state, ts = env.step(k_step, state, policy(k_act, ts), params)
+        state, ts = env.step(k_step, state, policy(k_act, ts, ())[0], params)
         return (state, ts), ts
 
     state, ts = env.reset(jax.random.PRNGKey(key), params)

@@ -59,7 +59,7 @@ def test_ppo_and_a2c_losses_against_numpy():
 def test_masked_actions_are_never_sampled():
     env, _ = make("spread-v3")
     config = ac.ActorCriticConfig(**TINY)
-    policy = ac.Policy(config, env)
+    policy = ac.ActorHead(config, env)
     params = policy.net.init(jax.random.PRNGKey(0), jnp.zeros((3, env.obs_dim)))
     mask = jnp.array([[True, False, False, False, True], [False, False, True, False, False],
                       [True, True, True, True, False]])
@@ -74,10 +74,10 @@ def test_masked_actions_are_never_sampled():
 
 
 def test_the_rollout_sampler_draws_what_distrax_draws_and_never_a_masked_action():
-    # Policy.sample (used in every rollout step) skips distrax for speed: the same draws and
+    # ActorHead.sample (used in every rollout step) skips distrax for speed: the same draws and
     # log-probabilities bit for bit, so the learner's results did not change with it
     env, _ = make("spread-v3")
-    policy = ac.Policy(ac.ActorCriticConfig(**TINY), env)
+    policy = ac.ActorHead(ac.ActorCriticConfig(**TINY), env)
     params = policy.net.init(jax.random.PRNGKey(0), jnp.zeros((3, env.obs_dim)))
     mask = jnp.array([[True, False, False, False, True], [False, False, True, False, False],
                       [True, True, True, True, False]])
@@ -96,7 +96,7 @@ def test_the_rollout_sampler_draws_what_distrax_draws_and_never_a_masked_action(
 def test_squashed_gaussian_log_prob_and_range():
     env, _ = make("spread-v3", continuous_actions=True)
     config = ac.ActorCriticConfig(**TINY)
-    policy = ac.Policy(config, env)
+    policy = ac.ActorHead(config, env)
     assert policy.kind == "gaussian_tanh"
     params = policy.net.init(jax.random.PRNGKey(0), jnp.zeros((3, env.obs_dim)))
     dist = policy.distribution(params, jnp.zeros((3, env.obs_dim)), jnp.ones((3, 5), bool))

@@ -151,7 +151,8 @@ def test_dqn_clearly_beats_random_on_tracking():
     state, _ = jax.jit(dqn.make_learner(config, env, params).train)(
         jax.random.PRNGKey(0), hp)
     key = jax.random.PRNGKey(1)
-    trained = evaluate(env, params, dqn.greedy_policy(config, env, state.params), key, 128)
+    policy = dqn.make_policy(config, env, state.params, greedy=True)
+    trained = evaluate(env, params, policy, key, 128)
     rand = evaluate(env, params, random_policy(env), key, 128)
     trained_return, random_return = float(trained["return"].mean()), float(rand["return"].mean())
     assert trained_return > random_return + 60.0, (trained_return, random_return)

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmarl_coop.envs import make
+from jaxmarl_coop.envs import feed_forward, make
 from jaxmarl_coop.learners.evaluation import evaluate
 
 
@@ -16,7 +16,7 @@ def test_evaluate_matches_a_hand_rolled_episode():
     def policy(key, ts):
         return jnp.array([1, 2, 4], jnp.int32)
 
-    out = jax.jit(lambda k: evaluate(env, params, policy, k, num_episodes=3))(
+    out = jax.jit(lambda k: evaluate(env, params, feed_forward(policy), k, num_episodes=3))(
         jax.random.PRNGKey(0))
     assert out["return"].shape == (3,) and out["agent_returns"].shape == (3, 3)
     np.testing.assert_array_equal(np.asarray(out["length"]), [6, 6, 6])
@@ -39,6 +39,6 @@ def test_evaluate_matches_a_hand_rolled_episode():
 
 def test_episode_longer_than_the_budget_is_marked_incomplete():
     env, params = make("tracking-v1", max_steps=10)
-    out = evaluate(env, params, lambda k, ts: jnp.zeros(2, jnp.int32), jax.random.PRNGKey(1),
-                   num_episodes=2, max_steps=5)
+    out = evaluate(env, params, feed_forward(lambda k, ts: jnp.zeros(2, jnp.int32)),
+                   jax.random.PRNGKey(1), num_episodes=2, max_steps=5)
     assert not np.any(np.asarray(out["completed"]))
