@@ -77,6 +77,7 @@ def _numbers(tree):
     return [float("nan") if tree is None else float(tree)]
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one(tmp_path):
     cwds = [tmp_path / "process0", tmp_path / "process1"]  # separate: what does 1 write?
     for cwd in cwds:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from conftest import finite as _finite
+
+pytestmark = pytest.mark.slow  # a long end-to-end run: not in `pytest -m 'not slow'`
 
 
 def test_learn_actor_critic_quick_run_writes_json_and_plots(run_benchmark) -> None:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import pytest
 from conftest import finite as _finite
+
+pytestmark = pytest.mark.slow  # a long end-to-end run: not in `pytest -m 'not slow'`
 
 
 def test_learn_independent_quick_run_writes_the_expected_json(run_benchmark) -> None:

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from conftest import finite
+
+pytestmark = pytest.mark.slow  # a long end-to-end run: not in `pytest -m 'not slow'`
 
 
 def test_mechanisms_quick_run_writes_json_and_plots(run_benchmark) -> None:

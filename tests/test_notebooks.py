@@ -50,6 +50,7 @@ def _kernel_manager() -> manager.AsyncKernelManager:
     return km
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs_top_to_bottom(path: Path):

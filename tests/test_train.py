@@ -103,6 +103,7 @@ def test_a_resumed_run_ends_exactly_like_the_uninterrupted_one(tmp_path, uninter
     assert timing["chunks"] == 3  # the resumed invocation trained the last 3 of 4 chunks
 
 
+@pytest.mark.slow
 def test_a_killed_run_keeps_its_files_and_resumes_exactly(tmp_path, uninterrupted):
     out = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "experiments.train", *DQN_ARGS,
@@ -245,6 +246,7 @@ train.main([*args, "--out", str(out / "two"), "--devices", "2"])
 """
 
 
+@pytest.mark.slow
 def test_seeds_sharded_over_two_devices_match_one_device(tmp_path):
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
            "JAX_PLATFORMS": "cpu"}
