@@ -1,4 +1,5 @@
-"""Read run folders written by ``experiments.train``, aggregate over seeds, plot and tabulate.
+"""Aggregate run folders over seeds, plot and tabulate (the folders are read by
+``jaxmarl_coop.runs.folder.load_run``, the one reader of the format).
 
 Works on the files alone (no JAX): ``config.json``, ``metrics.csv`` (one row per seed and
 update) and, for a finished run, ``eval.json``.
@@ -15,9 +16,7 @@ precipice").
 
 from __future__ import annotations
 
-import dataclasses
 import io
-import json
 import math
 import os
 import warnings
@@ -27,173 +26,12 @@ from typing import Any
 
 import numpy as np
 
-from jaxmarl_coop.runs import write_bytes_atomic
+from jaxmarl_coop.runs.folder import RunData, load_run
+from jaxmarl_coop.runs.io import write_bytes_atomic
 
 #: statistics :func:`aggregate` knows
 STATS = ("mean", "iqm")
-#: the config.json format versions this module reads (absent: an older run, read leniently)
-FORMAT_VERSIONS = (1,)
-_INDEX_COLUMNS = ("seed", "update", "env_steps")
 _STAT_LABELS = {"mean": "mean", "iqm": "IQM"}
-
-
-@dataclasses.dataclass
-class RunData:
-    """One run folder, loaded: per-update training metrics of every seed, and its evaluation.
-
-    ``metrics[name]`` has shape ``(num_seeds, len(env_steps))``: the updates that every seed
-    has (``complete_updates`` of them); rows of updates only some seeds reached are dropped
-    and counted in ``dropped_rows``, and ``notes`` says so in words.
-    """
-
-    name: str
-    path: Path
-    config: dict[str, Any]
-    env_steps: np.ndarray
-    metrics: dict[str, np.ndarray]
-    eval: dict[str, Any] | None = None
-    updates: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
-    seeds: tuple[int, ...] = ()
-    complete_updates: int = 0
-    dropped_rows: int = 0
-    notes: list[str] = dataclasses.field(default_factory=list)
-
-    @property
-    def run_config(self) -> dict[str, Any]:
-        """The ``run`` section of config.json (older folders: the top level)."""
-        run = self.config.get("run")
-        return run if isinstance(run, dict) else self.config
-
-    @property
-    def learner(self) -> str:
-        return str(self.run_config.get("learner", "?"))
-
-    @property
-    def env(self) -> str:
-        return str(self.run_config.get("env", "?"))
-
-    @property
-    def num_seeds(self) -> int:
-        return len(self.seeds)
-
-    @property
-    def planned_env_steps(self) -> int | None:
-        """Env steps per seed the run was set to reach (None if config.json does not say)."""
-        updates, per_update = self.config.get("num_updates"), self.config.get(
-            "env_steps_per_update")
-        if isinstance(updates, int) and isinstance(per_update, int):
-            return updates * per_update
-        return None
-
-
-def _read_json(path: Path, what: str) -> dict[str, Any]:
-    try:
-        obj = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: {what} is not valid JSON ({err})") from None
-    if not isinstance(obj, dict):
-        raise ValueError(f"{path}: {what} should hold a JSON object, not {type(obj).__name__}")
-    return obj
-
-
-def _parse_csv(path: Path) -> tuple[list[str], np.ndarray]:
-    """Header and a (rows, columns) float array; ``ValueError`` naming the bad line."""
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    if not lines:
-        raise ValueError(f"{path} is empty (expected a header {','.join(_INDEX_COLUMNS)},...)")
-    header = [h.strip() for h in lines[0].split(",")]
-    missing = [c for c in _INDEX_COLUMNS if c not in header]
-    if missing:
-        raise ValueError(f"{path}: header lacks column(s) {', '.join(missing)} "
-                         f"(got {','.join(header)})")
-    if len(set(header)) != len(header):
-        raise ValueError(f"{path}: header repeats a column name ({','.join(header)})")
-    if len(lines) == 1:
-        raise ValueError(f"{path} has a header but no rows (the run has not finished an "
-                         "update yet)")
-    cells = [line.split(",") for line in lines[1:]]
-    for i, row in enumerate(cells):
-        if len(row) != len(header):
-            raise ValueError(f"{path}, line {i + 2}: {len(row)} fields, the header has "
-                             f"{len(header)} (truncated or malformed file)")
-    try:
-        data = np.array(cells, dtype=np.float64)
-    except ValueError:
-        for i, row in enumerate(cells):
-            for name, cell in zip(header, row, strict=True):
-                try:
-                    float(cell)
-                except ValueError:
-                    raise ValueError(f"{path}, line {i + 2}: column {name} holds {cell!r}, "
-                                     "not a number") from None
-        raise
-    return header, data
-
-
-def load_run(path: str | os.PathLike[str]) -> RunData:
-    """Load the run folder ``path`` (see :class:`RunData`).
-
-    Raises ``FileNotFoundError`` when the folder, its config.json or its metrics.csv is
-    missing, and ``ValueError`` when a file is malformed (the message names the file and
-    what is wrong). ``eval.json`` is optional (an unfinished run has none).
-    """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such run folder")
-    if not path.is_dir():
-        raise ValueError(f"{path} is not a folder (expected a run folder written by "
-                         "experiments.train)")
-    for required in ("config.json", "metrics.csv"):
-        if not (path / required).is_file():
-            raise FileNotFoundError(f"{path} is not a run folder: {required} is missing")
-    config = _read_json(path / "config.json", "config.json")
-    version = config.get("format_version")
-    if version is not None and version not in FORMAT_VERSIONS:
-        raise ValueError(f"{path / 'config.json'} has format_version {version!r}; this version "
-                         f"reads {', '.join(map(str, FORMAT_VERSIONS))}")
-    header, data = _parse_csv(path / "metrics.csv")
-    col = {name: i for i, name in enumerate(header)}
-    names = [h for h in header if h not in _INDEX_COLUMNS]
-    seed_col, update_col = data[:, col["seed"]], data[:, col["update"]]
-    if not (np.all(np.isfinite(seed_col)) and np.all(np.isfinite(update_col))):
-        raise ValueError(f"{path / 'metrics.csv'}: seed and update must be integers")
-    seed_ids = seed_col.astype(np.int64)
-    update_ids = update_col.astype(np.int64)
-    pairs = seed_ids * (int(update_ids.max()) + 1) + update_ids
-    if len(np.unique(pairs)) != len(pairs):
-        raise ValueError(f"{path / 'metrics.csv'}: a (seed, update) pair appears twice")
-    seeds = [int(s) for s in np.unique(seed_ids)]
-    per_seed = {s: set(update_ids[seed_ids == s].tolist()) for s in seeds}
-    common = sorted(set.intersection(*per_seed.values()))
-    if not common:
-        raise ValueError(f"{path / 'metrics.csv'}: no update that all {len(seeds)} seeds have")
-    notes = []
-    counts = {s: len(u) for s, u in per_seed.items()}
-    if len(set(counts.values())) > 1:
-        notes.append(f"{path.name}: seeds have {min(counts.values())} to "
-                     f"{max(counts.values())} updates; using the {len(common)} all seeds have")
-    run_section = config.get("run")
-    planned_seeds = run_section.get("seeds") if isinstance(run_section, dict) else None
-    if isinstance(planned_seeds, int) and planned_seeds != len(seeds):
-        notes.append(f"{path.name}: config.json says {planned_seeds} seeds, metrics.csv has "
-                     f"{len(seeds)}")
-    updates = np.asarray(common, dtype=np.int64)
-    keep = np.isin(update_ids, updates)
-    data, seed_ids, update_ids = data[keep], seed_ids[keep], update_ids[keep]
-    order = np.lexsort((update_ids, seed_ids))  # seed-major, then update
-    table = data[order].reshape(len(seeds), len(updates), len(header))
-    steps = table[:, :, col["env_steps"]]
-    if not np.all(steps == steps[:1]):
-        raise ValueError(f"{path / 'metrics.csv'}: seeds disagree on env_steps at the same "
-                         "update")
-    eval_path = path / "eval.json"
-    return RunData(
-        name=path.resolve().name, path=path, config=config,
-        env_steps=steps[0].astype(np.int64),
-        metrics={n: np.ascontiguousarray(table[:, :, col[n]]) for n in names},
-        eval=_read_json(eval_path, "eval.json") if eval_path.is_file() else None,
-        updates=updates, seeds=tuple(seeds), complete_updates=len(updates),
-        dropped_rows=int((~keep).sum()), notes=notes)
 
 
 def _t_quantile(p: float, df: np.ndarray) -> np.ndarray:
