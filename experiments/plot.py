@@ -9,25 +9,29 @@ evaluation returns from eval.json when the run has finished), draws each run's `
 over seeds with its 95% band against env steps, and writes the figure to ``--out``
 (default ``compare.png`` in the current folder, or inside the run folder when there is a
 single run). Works on the files alone: no JAX.
+
+    python -m experiments.plot --compare runs/mappo-* runs/ippo-* runs/qmix-*
+
+``--compare``: several algorithms (the runs' learners, or ``--labels``) over several tasks
+(their envs), from each seed's final greedy return, normalised per task (min-max over every
+seed given): IQM and mean with rliable's stratified-bootstrap 95% intervals, the probability
+of improvement of every pair, performance profiles (``jaxmarl_coop.plots.compare``). Writes
+``--out`` (default compare.png) and the numbers beside it as JSON (same name, .json).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import typing
 from pathlib import Path
 
+from experiments.cli import Parser
 from jaxmarl_coop import plots
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> typing.NoReturn:  # one line, no usage block
-        self.exit(2, f"error: {message} (see --help)\n")
+from jaxmarl_coop.runs.io import write_json_atomic
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = _Parser(prog="python -m experiments.plot", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="python -m experiments.plot", description=__doc__.split("\n\n")[0])
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
                    help="run folders written by experiments.train")
     p.add_argument("--metric", default="episode_return",
@@ -39,6 +43,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--labels", nargs="+", default=None, metavar="LABEL",
                    help="legend labels, one per RUN_DIR (default the folder names)")
     p.add_argument("--title", default=None, help="figure title (default the env ids)")
+    p.add_argument("--compare", action="store_true",
+                   help="algorithms x tasks: IQM, probability of improvement, performance "
+                        "profiles of the final greedy returns (needs rliable: [stats])")
     p.add_argument("--points", type=int, default=200,
                    help="bin longer curves to about this many points (default 200)")
     return p.parse_args(argv)
@@ -53,6 +60,8 @@ def main(argv: list[str] | None = None) -> Path:
         if args.points < 1:
             raise ValueError(f"--points must be >= 1, got {args.points}")
         runs = [plots.load_run(d) for d in args.run_dirs]
+        if args.compare:
+            return _compare(runs, args)
         plots.check_metric(runs, args.metric)
         for run in runs:
             for note in run.notes:
@@ -72,6 +81,16 @@ def main(argv: list[str] | None = None) -> Path:
         raise SystemExit(2) from None
     print(table)
     print(f"wrote {out}")
+    return out
+
+
+def _compare(runs: list[plots.RunData], args: argparse.Namespace) -> Path:
+    result = plots.compare(runs, labels=args.labels)
+    out = Path(args.out or "compare.png")
+    plots.plot_compare(result, out)
+    write_json_atomic(out.with_suffix(".json"), result)
+    print(plots.compare_table(result))
+    print(f"wrote {out} and {out.with_suffix('.json')}")
     return out
 
 

@@ -9,13 +9,16 @@ update) and, for a finished run, ``eval.json``.
     print(summary_table([run]))
 
 Seeds are the unit of replication: :func:`aggregate` summarises over axis 0 with either the
-mean and a Student-t interval, or the interquartile mean (IQM) and a percentile bootstrap
-interval over seeds (Agarwal et al. 2021, "Deep RL at the edge of the statistical
-precipice").
+mean and a Student-t interval, or the interquartile mean (IQM) and rliable's stratified
+bootstrap interval over seeds (Agarwal et al. 2021, "Deep RL at the edge of the statistical
+precipice"). :func:`compare` summarises several algorithms over several tasks as the
+cooperative-MARL evaluation protocol does (Gorsane et al. 2022): IQM of normalised scores,
+probability of improvement, performance profiles.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
@@ -55,10 +58,10 @@ def aggregate(values: Any, stat: str = "mean", confidence: float = 0.95,
     a column with no value gives NaN, and the interval needs two values.
 
     ``stat="mean"``: the mean with a two-sided Student-t interval at ``confidence``.
-    ``stat="iqm"``: the interquartile mean (mean of the middle half of the seeds) with a
-    percentile bootstrap interval from ``num_bootstrap`` resamplings of the seeds with
-    replacement (the same resampled seeds for every column with the same seeds present;
-    deterministic given ``seed``).
+    ``stat="iqm"``: the interquartile mean (mean of the middle half of the seeds) with
+    rliable's stratified percentile-bootstrap interval (``num_bootstrap`` resamplings of the
+    seeds within each column; deterministic given ``seed``). Needs ``rliable``
+    (``pip install 'jaxmarl_coop[stats]'``).
     """
     if stat not in STATS:
         raise ValueError(f"unknown stat {stat!r}; choose from {', '.join(map(repr, STATS))}")
@@ -84,21 +87,43 @@ def aggregate(values: Any, stat: str = "mean", confidence: float = 0.95,
     else:
         if num_bootstrap < 1:
             raise ValueError(f"num_bootstrap must be >= 1, got {num_bootstrap!r}")
-        rng = np.random.default_rng(seed)
+        rly = _rliable()
         ordered = np.sort(flat, axis=0)  # NaNs last: column j's values are its first n[j]
-        quantiles = [(1 - confidence) / 2, (1 + confidence) / 2]
         for count in np.unique(n[n > 0]).tolist():
             cols = np.flatnonzero(n == count)
-            present = ordered[:count, cols]
+            present = ordered[:count, cols]  # (runs, columns): columns are rliable's tasks
             center[cols] = _trimmed_mean(present, count, axis=0)
-            idx = rng.integers(0, count, size=(num_bootstrap, count))
-            step = max(1, 4_000_000 // (num_bootstrap * count))  # bound the memory
-            for start in range(0, len(cols), step):
-                block = np.sort(present[:, start:start + step][idx], axis=1)
-                boot = _trimmed_mean(block, count, axis=1)  # (num_bootstrap, block columns)
-                lo, hi = np.quantile(boot, quantiles, axis=0)
-                low[cols[start:start + step]], high[cols[start:start + step]] = lo, hi
+            # rliable's stratified bootstrap: the runs resampled within each column
+            boot = rly.library.StratifiedBootstrap(present)
+            with _seeded(seed):
+                interval = boot.conf_int(
+                    lambda x, count=count: _trimmed_mean(np.sort(x, axis=0), count, axis=0),
+                    reps=num_bootstrap, size=confidence, method="percentile")
+            low[cols], high[cols] = interval[0], interval[1]
     return center.reshape(shape), low.reshape(shape), high.reshape(shape)
+
+
+def _rliable() -> Any:
+    """rliable (imported on first use: it brings arch, pandas and seaborn)."""
+    try:
+        import rliable.library
+        import rliable.metrics
+    except ImportError as err:
+        raise ImportError("IQM intervals and --compare use rliable: pip install "
+                          "'jaxmarl_coop[stats]'") from err
+    return rliable
+
+
+@contextlib.contextmanager
+def _seeded(seed: int) -> Any:
+    """numpy's global generator seeded for the block, then restored: rliable's bootstraps
+    draw their resamples from it (``np.random.choice``), so this makes them deterministic."""
+    saved = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(saved)
 
 
 def _bin(values: np.ndarray, steps: np.ndarray, points: int) -> tuple[np.ndarray, np.ndarray]:
@@ -272,3 +297,135 @@ def summary_table(runs: Sequence[RunData | str | os.PathLike[str]] | RunData,
 
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
 
+
+
+# --------------------------------------------------------------------------------------------
+# several algorithms over several tasks
+# --------------------------------------------------------------------------------------------
+def compare(runs: Sequence[RunData | str | os.PathLike[str]], labels: Sequence[str] | None = None,
+            reps: int = 2000, seed: int = 0, confidence: float = 0.95,
+            profile_points: int = 51) -> dict[str, Any]:
+    """Algorithms (the runs' learners, or ``labels``, one per run) over tasks (the runs'
+    envs), from each seed's final greedy return (eval.json ``final.return.per_seed``).
+
+    Scores are min-max normalised per task over every seed of every algorithm given (0: the
+    worst seed on that task, 1: the best). Each algorithm needs the same number of seeds on
+    every task (several run folders of one algorithm and task are pooled). Returns, with
+    rliable's stratified-bootstrap intervals (``reps``, ``seed``): per algorithm the IQM and
+    the mean of the normalised scores, the probability of improvement of every ordered pair,
+    and performance profiles (fraction of runs above each threshold in [0, 1]).
+    """
+    rly = _rliable()
+    loaded = _as_runs(runs)
+    if labels is not None and len(labels) != len(loaded):
+        raise ValueError(f"{len(labels)} labels for {len(loaded)} runs; give one per run")
+    pooled: dict[str, dict[str, list[float]]] = {}
+    for i, run in enumerate(loaded):
+        if run.eval is None:
+            raise ValueError(f"{run.path}: no eval.json (the run has not finished)")
+        name = labels[i] if labels is not None else run.learner
+        per_seed = run.eval["final"]["return"]["per_seed"]
+        pooled.setdefault(name, {}).setdefault(run.env, []).extend(map(float, per_seed))
+    algorithms = sorted(pooled)
+    if len(algorithms) < 2:
+        raise ValueError(f"--compare needs at least 2 algorithms, got {algorithms}")
+    tasks = sorted({t for per_task in pooled.values() for t in per_task})
+    for a in algorithms:
+        missing = [t for t in tasks if t not in pooled[a]]
+        if missing:
+            raise ValueError(f"{a} has no run on {', '.join(missing)}: every algorithm needs "
+                             "every task")
+        counts = {len(pooled[a][t]) for t in tasks}
+        if len(counts) > 1:
+            raise ValueError(f"{a} has {sorted(counts)} seeds on different tasks; give every "
+                             "task the same number of seeds")
+    low = {t: min(min(pooled[a][t]) for a in algorithms) for t in tasks}
+    high = {t: max(max(pooled[a][t]) for a in algorithms) for t in tasks}
+    scores = {a: np.stack([(np.asarray(pooled[a][t]) - low[t])
+                           / ((high[t] - low[t]) or 1.0) for t in tasks], axis=1)
+              for a in algorithms}  # (runs, tasks)
+    def interval(score_dict: dict[str, Any], func: Any) -> dict[str, dict[str, float]]:
+        out = {}
+        for k, data in score_dict.items():
+            data = data if isinstance(data, tuple) else (data,)
+            boot = (rly.library.StratifiedBootstrap if len(data) == 1
+                    else rly.library.StratifiedIndependentBootstrap)(*data)
+            with _seeded(seed):
+                ci = boot.conf_int(func, reps=reps, size=confidence, method="percentile")
+            out[k] = {"value": float(np.squeeze(func(*data))), "low": float(ci[0][0]),
+                      "high": float(ci[1][0])}
+        return out
+
+    iqm = interval(scores, lambda x: np.array([rly.metrics.aggregate_iqm(x)]))
+    mean = interval(scores, lambda x: np.array([rly.metrics.aggregate_mean(x)]))
+    pairs = {f"{x} > {y}": (scores[x], scores[y]) for x in algorithms for y in algorithms
+             if x != y}
+    improvement = interval(pairs, lambda x, y: np.array(
+        [rly.metrics.probability_of_improvement(x, y)]))
+    taus = np.linspace(0.0, 1.0, profile_points)
+    with _seeded(seed):
+        profile, profile_ci = rly.library.create_performance_profile(
+            scores, taus, reps=min(reps, 2000), confidence_interval_size=confidence)
+    return {"algorithms": algorithms, "tasks": tasks,
+            "normalisation": {"method": "min-max per task over every seed given",
+                              "low": low, "high": high},
+            "seeds": {a: int(scores[a].shape[0]) for a in algorithms},
+            "iqm": iqm, "mean": mean, "probability_of_improvement": improvement,
+            "performance_profile": {"tau": taus.tolist(),
+                                    **{a: {"fraction": np.asarray(profile[a]).tolist(),
+                                           "low": np.asarray(profile_ci[a][0]).tolist(),
+                                           "high": np.asarray(profile_ci[a][1]).tolist()}
+                                       for a in algorithms}},
+            "interval": f"{confidence:.0%} stratified bootstrap (rliable), {reps} resamples"}
+
+
+def compare_table(result: dict[str, Any]) -> str:
+    """The result of :func:`compare` as text: IQM and mean per algorithm, then every pair's
+    probability of improvement."""
+    def cell(e: dict[str, float]) -> str:
+        return f"{e['value']:.3f} [{e['low']:.3f}, {e['high']:.3f}]"
+
+    lines = [f"normalised final greedy return over {len(result['tasks'])} task(s): "
+             f"{', '.join(result['tasks'])} ({result['interval']})",
+             f"{'algorithm':<16} {'IQM':>24} {'mean':>24} seeds"]
+    for a in result["algorithms"]:
+        lines.append(f"{a:<16} {cell(result['iqm'][a]):>24} {cell(result['mean'][a]):>24} "
+                     f"{result['seeds'][a]}")
+    lines.append("probability of improvement P(X > Y):")
+    for pair, e in result["probability_of_improvement"].items():
+        lines.append(f"  {pair:<30} {cell(e)}")
+    return "\n".join(lines)
+
+
+def plot_compare(result: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Performance profiles (with bands) and probability-of-improvement bars, one PNG."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    FigureCanvasAgg(fig)
+    left, right = fig.subplots(1, 2)
+    taus = np.asarray(result["performance_profile"]["tau"])
+    for a in result["algorithms"]:
+        prof = result["performance_profile"][a]
+        left.plot(taus, prof["fraction"], label=a)
+        left.fill_between(taus, prof["low"], prof["high"], alpha=0.2)
+    left.set_xlabel("normalised score τ")
+    left.set_ylabel("fraction of runs with score > τ")
+    left.set_title("performance profiles")
+    left.legend(fontsize="small")
+    left.grid(alpha=0.3)
+    pairs = list(result["probability_of_improvement"].items())
+    y = np.arange(len(pairs))
+    values = np.array([e["value"] for _, e in pairs])
+    err = np.array([[e["value"] - e["low"] for _, e in pairs],
+                    [e["high"] - e["value"] for _, e in pairs]])
+    right.barh(y, values, xerr=err, capsize=3)
+    right.axvline(0.5, color="grey", linestyle="--")
+    right.set_yticks(y, [p for p, _ in pairs], fontsize="small")
+    right.set_xlim(0, 1)
+    right.set_xlabel("P(X > Y)")
+    right.set_title("probability of improvement")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    return write_bytes_atomic(path, buf.getvalue())

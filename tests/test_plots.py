@@ -173,3 +173,69 @@ def test_cli_label_mismatch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: 2 --labels for 1 run") and len(err.strip().splitlines()) == 1
+
+
+def make_finished(root: Path, learner: str, env: str, returns: list[float]) -> Path:
+    """A finished run folder of ``learner`` on ``env`` whose seeds' final greedy returns are
+    ``returns``."""
+    out = make_run(root, name=f"{learner}-{env}", seeds=len(returns), updates=4)
+    config = json.loads((out / "config.json").read_text())
+    config["run"].update(learner=learner, env=env)
+    (out / "config.json").write_text(json.dumps(config))
+    saved = json.loads((out / "eval.json").read_text())
+    saved["final"]["return"] = _summary(returns)
+    (out / "eval.json").write_text(json.dumps(saved))
+    return out
+
+
+def test_the_iqm_band_is_rliables_stratified_bootstrap() -> None:
+    rly = pytest.importorskip("rliable.library")
+    values = np.random.default_rng(0).normal(size=(10, 3))
+    center, low, high = plots.aggregate(values, "iqm", num_bootstrap=300, seed=5)
+    np.random.seed(5)  # what plots.aggregate seeds rliable's resampling with
+    want = rly.StratifiedBootstrap(np.sort(values, axis=0)).conf_int(  # seeds in order
+        lambda x: plots._trimmed_mean(np.sort(x, axis=0), 10, axis=0), reps=300, size=0.95,
+        method="percentile")
+    np.testing.assert_allclose(low, want[0])
+    np.testing.assert_allclose(high, want[1])
+    np.testing.assert_allclose(center, [np.mean(np.sort(c)[2:8]) for c in values.T])
+
+
+def test_compare_normalises_per_task_and_ranks(tmp_path: Path) -> None:
+    pytest.importorskip("rliable")
+    runs = [make_finished(tmp_path / "a", "mappo", "spread-v3", [-30.0, -28.0, -29.0, -27.0]),
+            make_finished(tmp_path / "b", "ippo", "spread-v3", [-60.0, -58.0, -59.0, -57.0]),
+            make_finished(tmp_path / "c", "mappo", "tracking-v1", [40.0, 42.0, 41.0, 43.0]),
+            make_finished(tmp_path / "d", "ippo", "tracking-v1", [10.0, 12.0, 11.0, 13.0])]
+    result = plots.compare(runs, reps=200)
+    assert result["algorithms"] == ["ippo", "mappo"]
+    assert result["tasks"] == ["spread-v3", "tracking-v1"]
+    assert result["normalisation"]["low"] == {"spread-v3": -60.0, "tracking-v1": 10.0}
+    assert result["normalisation"]["high"] == {"spread-v3": -27.0, "tracking-v1": 43.0}
+    # every mappo seed beats every ippo seed on both tasks: P(mappo > ippo) = 1, and back 0
+    poi = result["probability_of_improvement"]
+    assert poi["mappo > ippo"]["value"] == 1.0 and poi["ippo > mappo"]["value"] == 0.0
+    iqm = result["iqm"]
+    assert iqm["ippo"]["high"] < iqm["mappo"]["low"]  # separated intervals
+    assert 0.0 <= iqm["ippo"]["value"] < 0.2 and 0.8 < iqm["mappo"]["value"] <= 1.0
+    assert result == plots.compare(runs, reps=200)  # deterministic
+    twin = make_finished(tmp_path / "e", "ippo2", "spread-v3", [-30.0, -28.0, -29.0, -27.0])
+    same = plots.compare([*runs[:2], twin], labels=["x", "y", "z"], reps=100)
+    assert same["probability_of_improvement"]["x > z"]["value"] == pytest.approx(0.5)
+    profile = result["performance_profile"]
+    assert profile["tau"][0] == 0.0 and profile["mappo"]["fraction"][-1] == 0.0
+
+
+def test_compare_command_line(tmp_path: Path) -> None:
+    pytest.importorskip("rliable")
+    dirs = [make_finished(tmp_path / k, learner, env, r) for k, learner, env, r in (
+        ("a", "mappo", "spread-v3", [1.0, 2.0, 3.0]), ("b", "qmix", "spread-v3", [0.0, 1.0, 2.0]))]
+    out = tmp_path / "cmp.png"
+    proc = _cli("--compare", *map(str, dirs), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "probability of improvement" in proc.stdout and "mappo > qmix" in proc.stdout
+    assert out.read_bytes()[:8] == PNG_MAGIC
+    assert json.loads(out.with_suffix(".json").read_text())["algorithms"] == ["mappo", "qmix"]
+    one = _cli("--compare", str(dirs[0]), "--out", str(tmp_path / "x.png"))
+    assert one.returncode == 2 and "at least 2 algorithms" in one.stderr
+    assert len(one.stderr.strip().splitlines()) == 1
