@@ -1,16 +1,35 @@
 """Test setup: safe XLA flags before any JAX computation (see ``jaxmarl_coop.runtime``), and
 the benchmark smoke tests' shared runner."""
 
+import os
+from pathlib import Path
+
 from jaxmarl_coop.runtime import configure_xla
 
 configure_xla()
+
+# One compiled program is built once per test run: JAX's persistent compilation cache, shared
+# by the xdist workers and by the subprocesses the tests start (command lines, benchmarks,
+# notebooks inherit the environment). Its keys hold the program, the compile options and the
+# jax version, so a hit is the same executable; it lives in .pytest_cache (not in git).
+# Set JAX_COMPILATION_CACHE_DIR yourself to move it, or to "" to compile everything afresh.
+_CACHE = os.environ.setdefault(
+    "JAX_COMPILATION_CACHE_DIR",
+    str(Path(__file__).resolve().parents[1] / ".pytest_cache" / "jax-compilation-cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+
+import jax  # noqa: E402
+
+if _CACHE:
+    jax.config.update("jax_compilation_cache_dir", _CACHE)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                      float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
 
 import json  # noqa: E402
 import math  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 from collections.abc import Callable  # noqa: E402
-from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import pytest  # noqa: E402
