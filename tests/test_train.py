@@ -157,6 +157,7 @@ def test_a_checkpoint_of_another_format_version_is_refused(tmp_path, monkeypatch
     assert meta["note"] == "new" and meta["format_version"] == 1
 
 
+@pytest.mark.optimised  # different programs, equal results: as runs compile them too
 def test_the_chunked_loop_equals_one_train_call():
     run, _ = train.parse_args(["--learner", "dqn", "--env", "spread-v3", "--env-steps", "1280",
                                "--chunks", "4", "--config", "learning_starts=64",

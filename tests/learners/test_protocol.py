@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import QUICK_COMPILE
 
 from jaxmarl_coop.envs import Policy, make
 from jaxmarl_coop.learners import registry
@@ -38,8 +39,15 @@ def _small(spec: registry.LearnerSpec) -> dict:
     return small
 
 
-@pytest.mark.parametrize("name", registry.learner_names())
+#: one learner of each family is also checked as users' runs compile it (full optimisation)
+OPTIMISED = ("mappo", "dqn", "qmix", "tabular_q")
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.optimised)
+                                  if n in OPTIMISED else n for n in registry.learner_names()])
 def test_every_learner_follows_the_protocol(name):
+    assert jax.config.values["jax_disable_most_optimizations"] is (name not in OPTIMISED
+                                                         and QUICK_COMPILE)
     spec = registry.get_learner(name)
     for part in registry.PROTOCOL:
         assert hasattr(spec.module, part), part
