@@ -56,6 +56,114 @@ def concrete_values(value: Any) -> np.ndarray | None:
     return None
 
 
+#: what a user may type for a param but JAX never puts in a params pytree
+_NOT_A_NUMBER = (str, bytes, list, tuple, dict, set, frozenset, complex)
+_KIND_WORDS = {int: "an integer (an int, or a float with an integral value such as 20.0)",
+               float: "a number (int or float)", bool: "a bool (True or False)",
+               "array": "a number or an array (list) of numbers"}
+
+
+def _type_kinds(cls: type) -> dict[str, Any]:
+    """Field name -> ``int``, ``float``, ``bool``, ``"array"``, a dataclass type, or None
+    (unchecked), from the class's annotations (cached on the class)."""
+    kinds = cls.__dict__.get("_field_kinds")
+    if kinds is None:
+        import typing
+
+        hints = typing.get_type_hints(cls)
+        kinds = {}
+        for field in dataclasses.fields(cls):
+            hint = hints.get(field.name)
+            if hint in (int, float, bool):
+                kinds[field.name] = hint
+            elif hint is jax.Array or hint is np.ndarray:
+                kinds[field.name] = "array"
+            elif isinstance(hint, type) and dataclasses.is_dataclass(hint):
+                kinds[field.name] = hint
+            else:
+                kinds[field.name] = None
+        type.__setattr__(cls, "_field_kinds", kinds)
+    return kinds
+
+
+def _is_placeholder(value: Any) -> bool:
+    """A value JAX puts in a pytree's place while transforming it (a tracer, an abstract
+    value, ``None`` in an ``in_axes`` tree, any other object that is not a number)."""
+    if value is None or isinstance(value, (jax.core.Tracer, jax.ShapeDtypeStruct)):
+        return True
+    if isinstance(value, jax.Array):  # concrete arrays are checked; abstract ones are not
+        return False
+    return not isinstance(value, (_NOT_A_NUMBER, bool, int, float, np.ndarray, np.generic))
+
+
+def _has_kind(value: Any, kind: Any) -> bool:
+    """Whether a concrete ``value`` can be a ``kind`` (see ``check_type``)."""
+    if isinstance(value, (str, bytes, dict, set, frozenset, complex)):
+        return False
+    if isinstance(value, (list, tuple)):
+        if kind != "array":
+            return False
+        try:
+            return np.asarray(value).dtype.kind in "iuf"
+        except (ValueError, TypeError):  # ragged
+            return False
+    # the dtype without copying a device array to the host; the values only where needed
+    dtype = np.dtype(value.dtype) if hasattr(value, "dtype") else np.asarray(value).dtype
+    if kind is bool:
+        return dtype.kind == "b"
+    if dtype.kind not in "iuf":  # bools, complex, strings, objects
+        return False
+    if kind is int and dtype.kind == "f":
+        arr = np.asarray(value)
+        with np.errstate(invalid="ignore"):
+            return bool(np.all(np.isfinite(arr) & (np.mod(arr, 1) == 0)))
+    return True
+
+
+def check_type(name: str, value: Any, kind: Any) -> None:
+    """``ValueError`` naming ``name``, ``value`` and the expected type if ``value`` cannot be
+    a ``kind`` (``int``, ``float``, ``bool`` or ``"array"``; see ``check_param_types``)."""
+    if kind is None or _is_placeholder(value):
+        return
+    if isinstance(value, (list, tuple)) and any(map(_is_placeholder, jax.tree.leaves(value))):
+        return  # e.g. a tuple of rates traced under jit (a tuple is a pytree node)
+    if not _has_kind(value, kind):
+        big = isinstance(value, (np.ndarray, jax.Array)) and np.size(value) >= 8
+        shown = f"an array of shape {np.shape(value)}" if big else repr(value)
+        raise ValueError(f"{name} must be {_KIND_WORDS[kind]}, got {shown} "
+                         f"({type(value).__name__})")
+
+
+def check_param_types(obj: Any) -> None:
+    """``ValueError`` for any field of a params/hyperparams dataclass that is not of its
+    annotated type (call it first thing in ``__post_init__``).
+
+    ``int`` fields take integers (a float with an integral value, e.g. 20.0, is accepted);
+    ``float`` fields take ints and floats; ``bool`` fields real bools; ``jax.Array`` fields a
+    number, an array or a list of numbers; a nested params dataclass its own class. Numpy and
+    JAX arrays of any shape pass the same checks element by element (a stacked sweep), and
+    what JAX puts in the fields while transforming them (tracers, abstract values, ``None``
+    in ``in_axes`` trees, placeholder objects) is not checked.
+    """
+    cls = type(obj)
+    for name, kind in _type_kinds(cls).items():
+        value = getattr(obj, name)
+        label = f"{cls.__name__}.{name}"
+        if isinstance(kind, type) and dataclasses.is_dataclass(kind):
+            if isinstance(value, (*_NOT_A_NUMBER, bool, float, np.ndarray)):
+                raise ValueError(f"{label} must be a {kind.__name__}, got {value!r} "
+                                 f"({type(value).__name__})")
+            continue
+        check_type(label, value, kind)
+
+
+def check_flag(name: str, value: Any) -> bool:
+    """A static switch (``continuous_actions``, ``debug`` ...): a real bool, not ``"yes"`` or 0."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
+    return bool(value)
+
+
 def check_param(name: str, value: Any, *, low: float | None = None, high: float | None = None,
                 low_inclusive: bool = True, high_inclusive: bool = True,
                 allow_inf: bool = False) -> None:
@@ -115,8 +223,12 @@ class Env(Generic[State, Params]):
     agent_names: tuple[str, ...]
     teams: dict[str, tuple[int, ...]]
     continuous_actions: bool = False
-    #: Raise (through ``checkify``) on out-of-range actions instead of the documented fallback.
+    #: Raise (through ``checkify``) on invalid actions instead of the documented fallback.
     debug: bool = False
+    #: The discrete action an invalid one (outside ``[0, num_actions)``) acts as: the env's
+    #: no-op. ``None`` where the env has no no-op: ``step_env`` then receives
+    #: ``INVALID_ACTION`` (-1) for that agent and applies the env's documented worst outcome.
+    noop_action: ClassVar[int | None] = 0
     #: Optional tabular protocol: how many distinct indices ``obs_index`` returns (None: no
     #: tabular index; the env's observations are not a small discrete set).
     num_obs_indices: int | None = None
@@ -146,20 +258,29 @@ class Env(Generic[State, Params]):
 
     # ----- public contract ----------------------------------------------------------------
     def reset(self, key: jax.Array, params: Params | None = None) -> tuple[State, TimeStep]:
-        """Start an episode. ``params`` defaults to ``default_params()``."""
+        """Start an episode. ``params`` defaults to ``default_params()``.
+
+        ``info["invalid_actions"]`` is 0 (``step``'s info has the same keys).
+        """
         if params is None:
             params = self.default_params()
         self._check_params_type(params)
-        return self.reset_env(key, params)
+        state, ts = self.reset_env(key, params)
+        return state, _with_invalid_count(ts, jnp.zeros((), jnp.float32))
 
     def step(self, key: jax.Array, state: State, actions: jax.Array, params: Params | None = None
              ) -> tuple[State, TimeStep]:
-        """Advance one step for all agents at once. Never resets."""
+        """Advance one step for all agents at once. Never resets.
+
+        Invalid actions act as ``prepare_actions`` says; ``info["invalid_actions"]`` (float32)
+        is the number of agents whose action was invalid this step.
+        """
         if params is None:
             params = self.default_params()
         self._check_params_type(params)
-        actions = self.prepare_actions(actions)
-        return self.step_env(key, state, actions, params)
+        actions, invalid = self.prepare_actions(actions)
+        state, ts = self.step_env(key, state, actions, params)
+        return state, _with_invalid_count(ts, jnp.sum(invalid).astype(jnp.float32))
 
     def render(self, state: State, params: Params | None = None, *, size: int | None = None
                ) -> np.ndarray:
@@ -218,42 +339,61 @@ class Env(Generic[State, Params]):
             raise TypeError(f"{self.name or type(self).__name__} expects params of type "
                             f"{expected.__name__}, got {type(params).__name__}")
 
-    def prepare_actions(self, actions: Any) -> jax.Array:
+    def prepare_actions(self, actions: Any) -> tuple[jax.Array, jax.Array]:
         """Check shape and dtype (at trace time) and apply the documented fallback.
 
-        Discrete: an ``(N,)`` integer array; a value outside ``[0, num_actions)`` acts as
-        action 0 (no-op). Continuous: an ``(N, num_actions)`` float array; values are clipped
-        to [0, 1] and NaN acts as 0. With ``debug=True`` an out-of-range value is a
-        ``checkify`` error instead (wrap the function with ``checkify.checkify``).
+        Returns ``(actions, invalid)``, ``invalid`` an ``(N,)`` bool: the agents whose action
+        was invalid. Discrete: an ``(N,)`` integer array; a value outside
+        ``[0, num_actions)`` acts as ``noop_action`` (action 0 in the particle tasks, the grid
+        and the intersection), or, where the env has no no-op (``noop_action`` None: the
+        matrix games, load balancing), is passed to ``step_env`` as ``INVALID_ACTION`` (-1),
+        which gives the env's documented worst outcome. Continuous: an
+        ``(N, num_actions)`` float array; values are clipped to [0, 1] and NaN acts as 0; an
+        agent with any value outside [0, 1] or NaN counts as invalid. With ``debug=True``
+        an invalid value is a ``checkify`` error instead (wrap the function with
+        ``envs.checked``). Strings, ``None`` and other non-numbers are a ``TypeError``.
         """
-        actions = jnp.asarray(actions)
         env = self.name or type(self).__name__
         if self.continuous_actions:
             expected = (self.num_agents, self.num_actions)
-            if actions.shape != expected:
-                raise ValueError(f"{env}: actions must have shape {expected} (agents, action "
-                                 f"dims) of floats, got shape {actions.shape}")
+            what = f"an array of floats in [0, 1] of shape {expected} (agents, action dims)"
+        else:
+            expected = (self.num_agents,)
+            what = (f"an array of integers in [0, {self.num_actions}) of shape {expected} "
+                    "(one per agent)")
+        actions = _action_array(actions, f"{env}: actions must be {what}")
+        if actions.shape != expected:
+            axes = "agents, action dims" if self.continuous_actions else "one per agent"
+            raise ValueError(f"{env}: actions must have shape {expected} ({axes}), got shape "
+                             f"{actions.shape}")
+        if self.continuous_actions:
             if not jnp.issubdtype(actions.dtype, jnp.floating):
                 raise TypeError(f"{env}: continuous actions must be floats of shape {expected}, "
                                 f"got dtype {actions.dtype}")
             actions = actions.astype(jnp.float32)
-            if self.debug:
-                checkify.check(jnp.all((actions >= 0) & (actions <= 1)),
-                               f"{env}: continuous actions must lie in [0, 1]")
-            return jnp.clip(jnp.nan_to_num(actions, nan=0.0), 0.0, 1.0)
-        expected = (self.num_agents,)
-        if actions.shape != expected:
-            raise ValueError(f"{env}: actions must have shape {expected} (one int per agent), "
-                             f"got shape {actions.shape}")
+            invalid = ~jnp.all((actions >= 0) & (actions <= 1), axis=-1)  # NaN too
+            self._debug_check(invalid, f"{env}: continuous actions must lie in [0, 1]")
+            return jnp.clip(jnp.nan_to_num(actions, nan=0.0), 0.0, 1.0), invalid
         if not jnp.issubdtype(actions.dtype, jnp.integer):
             raise TypeError(f"{env}: discrete actions must be integers of shape {expected}, "
                             f"got dtype {actions.dtype}")
         actions = actions.astype(jnp.int32)
-        valid = (actions >= 0) & (actions < self.num_actions)
-        if self.debug:
-            checkify.check(jnp.all(valid), f"{env}: discrete actions must lie in "
-                           f"[0, {self.num_actions})")
-        return jnp.where(valid, actions, 0)
+        invalid = (actions < 0) | (actions >= self.num_actions)
+        self._debug_check(invalid, f"{env}: discrete actions must lie in [0, {self.num_actions})")
+        fallback = INVALID_ACTION if self.noop_action is None else self.noop_action
+        return jnp.where(invalid, fallback, actions), invalid
+
+    def _debug_check(self, invalid: jax.Array, message: str) -> None:
+        if not self.debug:
+            return
+        if _staged_without_checkify():  # else XLA's lowering fails with "not functionalized"
+            env = self.name or type(self).__name__
+            raise ValueError(
+                f"{env} was built with debug=True, and its action checks need checkify: "
+                "jit envs.checked(fn) instead of fn (fn: whatever steps the env, e.g. "
+                "err, out = jax.jit(envs.checked(env.step))(...); err.throw()), or build the "
+                "env without debug=True")
+        checkify.check(~jnp.any(invalid), message)
 
     # ----- helpers --------------------------------------------------------------------------
     def __repr__(self) -> str:
@@ -261,6 +401,65 @@ class Env(Generic[State, Params]):
         return (f"{type(self).__name__}(name={self.name!r}, num_agents={self.num_agents}, "
                 f"{mode} actions={self.num_actions}, obs_dim={self.obs_dim}, "
                 f"state_dim={self.state_dim})")
+
+
+#: What ``step_env`` receives for an invalid discrete action where ``noop_action`` is None.
+INVALID_ACTION = -1
+_INT32 = np.iinfo(np.int32)
+
+
+def _staged_without_checkify() -> bool:
+    """Whether we are tracing a program to compile (``jit``, ``scan`` ...) that no
+    ``checkify`` encloses: a ``checkify.check`` there cannot be lowered (eager code and
+    ``vmap`` need no checkify; ``jax.eval_shape`` traces as ``jit`` does, so it needs one
+    too). Reads JAX's trace stack (internal); if that ever changes shape, the answer is
+    False and JAX's own "not functionalized" error stands."""
+    try:
+        from jax._src import core as jax_core
+
+        trace = jax_core.trace_ctx.trace
+        staged = False
+        while trace is not None:
+            frame = getattr(trace, "frame", None)
+            if frame is not None:
+                traced_for = getattr(getattr(frame, "debug_info", None), "traced_for", None)
+                if traced_for in ("checkify", "make_jaxpr"):
+                    return False
+                staged = True
+            trace = getattr(trace, "parent_trace", None)
+        return staged
+    except Exception:  # an introspection aid only: never fail because of it
+        return False
+
+
+def _with_invalid_count(ts: TimeStep, count: jax.Array) -> TimeStep:
+    return ts._replace(info={**ts.info, "invalid_actions": count})
+
+
+def _action_array(actions: Any, expected: str) -> jax.Array:
+    """``actions`` as a JAX array; a ``TypeError`` saying ``expected`` for a value that is no
+    array of numbers (None, strings ...). Host integers beyond int32 are clipped to its range
+    first, so that they stay out of range instead of wrapping around into it."""
+    if isinstance(actions, jax.Array):  # tracers included
+        return actions
+    if actions is None or isinstance(actions, (str, bytes, dict, set)):
+        raise TypeError(f"{expected}, got {actions!r} ({type(actions).__name__})")
+    try:
+        host = np.asarray(actions)
+        if host.dtype == object and all(isinstance(x, (int, np.integer))
+                                        and not isinstance(x, bool) for x in host.flat):
+            host = np.array([min(max(int(x), _INT32.min), _INT32.max) for x in host.flat],
+                            np.int64).reshape(host.shape)
+        if host.dtype.kind not in "biuf":
+            raise TypeError(host.dtype)
+    except (TypeError, ValueError, OverflowError):
+        shown = repr(actions) if len(repr(actions)) < 80 else repr(actions)[:77] + "..."
+        raise TypeError(f"{expected}, got {shown} ({type(actions).__name__})") from None
+    if host.dtype.kind == "u":
+        host = np.minimum(host, _INT32.max).astype(np.int32)
+    elif host.dtype.kind == "i":
+        host = np.clip(host, _INT32.min, _INT32.max).astype(np.int32)
+    return jnp.asarray(host)
 
 
 def check_obs_width(env: Env, obs: jax.Array) -> None:

@@ -47,7 +47,15 @@ import numpy as np
 from flax import struct
 
 from jaxmarl_coop.envs import physics
-from jaxmarl_coop.envs.core import Env, TimeStep, check_count, check_obs_width, check_param
+from jaxmarl_coop.envs.core import (
+    Env,
+    TimeStep,
+    check_count,
+    check_flag,
+    check_obs_width,
+    check_param,
+    check_param_types,
+)
 from jaxmarl_coop.envs.physics import DISCRETE_DIRECTIONS, NUM_MOVE_ACTIONS
 
 #: the action's (dx, dy) cell move, in the MPE order [stay, left, right, down, up]
@@ -70,6 +78,7 @@ class GridTrackingParams:
     collision_penalty: float = 0.5
 
     def __post_init__(self) -> None:
+        check_param_types(self)
         check_param("max_steps", self.max_steps, low=1)
         check_param("target_move_prob", self.target_move_prob, low=0.0, high=1.0)
         for name in ("capture_reward", "distance_weight", "collision_penalty"):
@@ -83,7 +92,7 @@ class GridTracking(Env[GridTrackingState, GridTrackingParams]):
         self.grid_size = check_count("grid_size", grid_size, 2)
         self.num_agents = check_count("num_agents", num_agents, 1)
         self.continuous_actions = False
-        self.debug = bool(debug)
+        self.debug = check_flag("debug", debug)
         n, g = self.num_agents, self.grid_size
         self.num_actions = NUM_MOVE_ACTIONS
         self.obs_dim = 4 + 2 * (n - 1)

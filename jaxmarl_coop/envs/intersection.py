@@ -60,7 +60,15 @@ import numpy as np
 from flax import struct
 
 from jaxmarl_coop.envs import physics
-from jaxmarl_coop.envs.core import Env, TimeStep, check_count, check_param, concrete_values
+from jaxmarl_coop.envs.core import (
+    Env,
+    TimeStep,
+    check_count,
+    check_flag,
+    check_param,
+    check_param_types,
+    concrete_values,
+)
 from jaxmarl_coop.envs.policy import Policy, feed_forward
 
 KEEP, ACCELERATE, BRAKE = 0, 1, 2
@@ -95,6 +103,7 @@ class IntersectionParams:
     collision_penalty: float = 4.0
 
     def __post_init__(self) -> None:
+        check_param_types(self)
         check_param("max_steps", self.max_steps, low=1)
         for name in ("dt", "accel", "max_speed", "lane_length", "zone_width"):
             check_param(name, getattr(self, name), low=0.0, low_inclusive=False)
@@ -127,7 +136,7 @@ class Intersection(Env[IntersectionState, IntersectionParams]):
     def __init__(self, num_agents: int = 4, debug: bool = False) -> None:
         self.num_agents = check_count("num_agents", num_agents, 2)
         self.continuous_actions = False
-        self.debug = bool(debug)
+        self.debug = check_flag("debug", debug)
         n = self.num_agents
         self.num_actions = 3
         self.obs_dim = 6 + 3 * (n - 1)

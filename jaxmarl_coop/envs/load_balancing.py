@@ -7,8 +7,12 @@ default 4). Server ``m`` keeps a FIFO backlog ``q_m`` of work units, holds at mo
 2 for M = 1).
 Dispatcher ``i`` holds at most one pending job of size ``s_i`` (0: none). Its action is
 ``Discrete(M)``: the server to send that job to; without a job the action is ignored (every
-action stays legal; an out-of-range action acts as server 0, as everywhere). One step, in
-this order:
+action stays legal). There is no no-op: an invalid action (outside ``[0, M)``, counted in
+``info["invalid_actions"]``) sends the job where it would wait longest, the server with the
+largest ``(q_m + s_i) / μ_m`` at its turn (ties: the lowest index), so it is dropped if it does
+not fit there. That is what one valid action does, so an invalid action never earns more
+than the best valid one (dropping the job outright could: a job that is admitted can crowd
+out several later ones). One step, in this order:
 
 1. Admission, in dispatcher order 0, 1, …: a job of size ``s_i > 0`` sent to server ``a_i``
    joins its queue if ``q_{a_i} + s_i <= C`` (counting the jobs admitted before it this
@@ -67,7 +71,14 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from jaxmarl_coop.envs.core import Env, TimeStep, check_count, check_param
+from jaxmarl_coop.envs.core import (
+    Env,
+    TimeStep,
+    check_count,
+    check_flag,
+    check_param,
+    check_param_types,
+)
 from jaxmarl_coop.envs.policy import Policy, feed_forward
 
 
@@ -102,6 +113,7 @@ class LoadBalancingParams:
     drop_penalty: float = 1.0
 
     def __post_init__(self) -> None:
+        check_param_types(self)
         check_param("service_rate", _concrete_array(self.service_rate), low=0.0,
                     low_inclusive=False)
         check_param("max_steps", self.max_steps, low=1)
@@ -115,13 +127,15 @@ class LoadBalancingParams:
 class LoadBalancing(Env[LoadBalancingState, LoadBalancingParams]):
     """K dispatchers share M servers of unequal speed; the team pays for queues and drops."""
 
+    noop_action = None  # every action dispatches: see the module docstring
+
     def __init__(self, num_dispatchers: int = 3, num_servers: int = 4, max_delay: int = 8,
                  debug: bool = False) -> None:
         self.num_dispatchers = check_count("num_dispatchers", num_dispatchers, 1)
         self.num_servers = check_count("num_servers", num_servers, 1)
         self.max_delay = check_count("max_delay", max_delay, 0)
         self.continuous_actions = False
-        self.debug = bool(debug)
+        self.debug = check_flag("debug", debug)
         k, m = self.num_dispatchers, self.num_servers
         self.num_agents = k
         self.num_actions = m
@@ -156,12 +170,16 @@ class LoadBalancing(Env[LoadBalancingState, LoadBalancingParams]):
         capacity = jnp.asarray(params.queue_capacity, jnp.float32)
 
         def admit(queue: jax.Array, job: tuple[jax.Array, jax.Array]
-                  ) -> tuple[jax.Array, jax.Array]:
+                  ) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
             server, size = job
+            # INVALID_ACTION (-1): the server where the job would wait longest
+            slowest = jnp.argmax((queue + size) / rate).astype(jnp.int32)
+            server = jnp.where(server < 0, slowest, server)
             accepted = (size > 0) & (queue[server] + size <= capacity)
-            return queue.at[server].add(jnp.where(accepted, size, 0.0)), accepted
+            return queue.at[server].add(jnp.where(accepted, size, 0.0)), (server, accepted)
 
-        queue, accepted = jax.lax.scan(admit, state.queue, (actions, state.job_size))
+        queue, (actions, accepted) = jax.lax.scan(admit, state.queue,
+                                                  (actions, state.job_size))
         served = jnp.minimum(queue, rate)
         has_job = state.job_size > 0
         history = jnp.concatenate([state.queue[None], state.queue_history], axis=0)

@@ -2,9 +2,17 @@
 
 Two agents play the same one-shot game ``max_steps`` (25) times; the episode is truncated
 after the last round and never terminates. Actions are discrete only (``Discrete(A)`` per
-agent, every action legal); ``continuous_actions=True`` is a ``ValueError``. An out-of-range
-action acts as action 0, as everywhere (``Env.prepare_actions``). Rows are agent 0's action,
-columns agent 1's.
+agent, every action legal); ``continuous_actions=True`` is a ``ValueError``. Rows are agent
+0's action, columns agent 1's.
+
+Invalid actions (outside ``[0, A)``): a matrix game has no no-op, so an invalid action gets
+the game's worst outcome (``Env.prepare_actions``; counted in ``info["invalid_actions"]``).
+In a common-payoff game, if either agent's action is invalid both get the table's minimum
+(climbing -30, penalty ``min(k, 0)``). In the prisoner's dilemma an invalid agent gets the
+smallest of its four payoffs, and a valid partner gets its worst payoff given its own
+action, as if the invalid agent had played the action worst for it (defection, when
+T > R > P > S). ``optimal`` and ``mutual_cooperation`` are 0 on such a round, and the
+history observation after it is the first round's (slot 0: no valid joint action to recall).
 
 ``climbing-v1`` (Claus & Boutilier 1998), common payoff, A = 3, optimum (0, 0) = 11::
 
@@ -58,7 +66,14 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from jaxmarl_coop.envs.core import Env, TimeStep, check_obs_width, check_param
+from jaxmarl_coop.envs.core import (
+    Env,
+    TimeStep,
+    check_flag,
+    check_obs_width,
+    check_param,
+    check_param_types,
+)
 
 CLIMBING_PAYOFF = np.array([[11.0, -30.0, 0.0], [-30.0, 7.0, 6.0], [0.0, 0.0, 5.0]],
                            np.float32)
@@ -69,7 +84,8 @@ PENALTY_K_CELLS = np.array([[0.0, 0.0, 1.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0]], 
 
 @struct.dataclass
 class MatrixGameState:
-    last_actions: jax.Array  # (2,) int32, the previous round's joint action (0s before it)
+    last_actions: jax.Array  # (2,) int32, the previous round's joint action (0s before it;
+    # INVALID_ACTION where an agent's action was invalid)
     step: jax.Array  # () int32, rounds played this episode
 
 
@@ -79,6 +95,7 @@ class ClimbingParams:
     reward_noise_std: float = 0.0
 
     def __post_init__(self) -> None:
+        check_param_types(self)
         check_param("max_steps", self.max_steps, low=1)
         check_param("reward_noise_std", self.reward_noise_std, low=0.0)
 
@@ -91,6 +108,7 @@ class PenaltyParams:
     k: float = -25.0
 
     def __post_init__(self) -> None:
+        check_param_types(self)
         check_param("max_steps", self.max_steps, low=1)
         check_param("reward_noise_std", self.reward_noise_std, low=0.0)
         check_param("k", self.k, high=0.0)
@@ -106,6 +124,7 @@ class PrisonersDilemmaParams:
     punishment: float = 1.0  # P: both defect
 
     def __post_init__(self) -> None:
+        check_param_types(self)
         check_param("max_steps", self.max_steps, low=1)
         check_param("reward_noise_std", self.reward_noise_std, low=0.0)
         for name in ("reward", "sucker", "temptation", "punishment"):
@@ -124,17 +143,18 @@ class MatrixGame(Env[MatrixGameState, P]):
 
     game_actions: ClassVar[int]
     common_payoff: ClassVar[bool] = True
+    noop_action = None  # every action pays something: invalid ones get the worst outcome
     #: names of the actions in pictures (None: their numbers)
     action_labels: ClassVar[tuple[str, ...] | None] = None
 
     def __init__(self, history: bool = False, continuous_actions: bool = False,
                  debug: bool = False) -> None:
-        if continuous_actions:
+        if check_flag("continuous_actions", continuous_actions):
             raise ValueError(f"{type(self).__name__} supports discrete actions only, got "
                              f"continuous_actions={continuous_actions!r}")
-        self.history = bool(history)
+        self.history = check_flag("history", history)
         self.continuous_actions = False
-        self.debug = bool(debug)
+        self.debug = check_flag("debug", debug)
         a = self.game_actions
         self.num_agents = 2
         self.num_actions = a
@@ -167,14 +187,30 @@ class MatrixGame(Env[MatrixGameState, P]):
     def step_env(self, key: jax.Array, state: MatrixGameState, actions: jax.Array,
                  params: P) -> tuple[MatrixGameState, TimeStep]:
         tables = self.payoff_tables(params)
-        reward = tables[:, actions[0], actions[1]]  # (2,)
+        reward = self.payoffs(tables, actions)  # (2,)
         draws = 1 if self.common_payoff else 2
         noise = jax.random.normal(key, (draws,), jnp.float32) * params.reward_noise_std
         reward = (reward + noise).astype(jnp.float32)
-        name, value = self.outcome_metric(actions, params)
+        name, value = self.outcome_metric(jnp.maximum(actions, 0), params)
+        value = jnp.where(jnp.any(actions < 0), 0.0, value).astype(jnp.float32)
         info = {"payoff": jnp.mean(reward), name: value}
         state = MatrixGameState(last_actions=actions, step=state.step + 1)
         return state, self._timestep(state, reward, info, params)
+
+    def payoffs(self, tables: jax.Array, actions: jax.Array) -> jax.Array:
+        """``(2,)`` noise-free rewards of a joint action, ``INVALID_ACTION`` (-1) for an
+        invalid agent's action (the module docstring says what that pays)."""
+        invalid = actions < 0  # INVALID_ACTION
+        safe = jnp.maximum(actions, 0)
+        reward = tables[:, safe[0], safe[1]]
+        if self.common_payoff:
+            return jnp.where(jnp.any(invalid), jnp.min(tables[0]), reward)
+        # agent i's worst payoff over the other's actions, given its own (a valid partner's)
+        worst_given_own = jnp.stack([jnp.min(tables[0][safe[0], :]),
+                                     jnp.min(tables[1][:, safe[1]])])
+        worst = jnp.min(tables, axis=(1, 2))
+        partner_invalid = invalid[::-1]
+        return jnp.where(invalid, worst, jnp.where(partner_invalid, worst_given_own, reward))
 
     def render(self, state: MatrixGameState, params: P | None = None, *,
                size: int | None = None) -> np.ndarray:
@@ -191,9 +227,12 @@ class MatrixGame(Env[MatrixGameState, P]):
         last = None
         if rounds > 0:
             last = np.asarray(state.last_actions)
-            payoff = tables[:, last[0], last[1]]
+            payoff = np.asarray(self.payoffs(jnp.asarray(tables), jnp.asarray(last)))
             shown = f"{payoff[0]:g}" if self.common_payoff else f"{payoff[0]:g}, {payoff[1]:g}"
-            title += f"\nlast joint action ({last[0]}, {last[1]}): payoff {shown}"
+            played = ", ".join(str(a) if a >= 0 else "invalid" for a in last)
+            title += f"\nlast joint action ({played}): payoff {shown}"
+            if np.any(last < 0):
+                last = None  # no cell was played
         return render.draw_payoff_table(tables, last, action_labels=self.action_labels, title=title,
                                         size=size)
 
@@ -202,8 +241,8 @@ class MatrixGame(Env[MatrixGameState, P]):
         if not self.history:
             return jnp.ones((2, 1), jnp.float32)
         a = self.game_actions
-        slot = jnp.where(state.step > 0,
-                         1 + state.last_actions[0] * a + state.last_actions[1], 0)
+        recall = (state.step > 0) & jnp.all(state.last_actions >= 0)
+        slot = jnp.where(recall, 1 + state.last_actions[0] * a + state.last_actions[1], 0)
         return jnp.broadcast_to(jax.nn.one_hot(slot, self.obs_dim, dtype=jnp.float32),
                                 (2, self.obs_dim))
 

@@ -16,8 +16,9 @@ wrapper and their outputs copied to numpy. Conventions:
 
 - Observations are numpy ``float32`` arrays of each agent's own (unpadded) width,
   ``env.agent_obs_dim(agent)``; the padding zeros of our stacked layout are dropped.
-- Discrete actions are ints in ``[0, num_actions)`` (an out-of-range value acts as the no-op,
-  as in the JAX env); continuous ones are ``float32`` vectors in ``[0, 1]``.
+- Discrete actions are ints in ``[0, num_actions)`` (an out-of-range value acts as in the JAX
+  env: the no-op, or the env's documented worst outcome where it has none, and is counted in
+  ``info["invalid_actions"]``); continuous ones are ``float32`` vectors in ``[0, 1]``.
 - ``infos[agent]`` holds ``"action_mask"`` (``int8``, discrete envs only) and the env's
   ``info`` metrics as Python scalars (the same values for every agent).
 - Every agent ends together: after a terminal or truncated step ``agents`` is ``[]``.
@@ -239,7 +240,11 @@ class PettingZooEnv(ParallelEnv):
             elif action.shape != () or not np.issubdtype(action.dtype, np.integer):
                 raise ValueError(f"action of {agent!r} must be one int, got {action!r}")
             per_agent.append(action)
-        return np.stack(per_agent).astype(np.float32 if env.continuous_actions else np.int32)
+        if env.continuous_actions:
+            return np.stack(per_agent).astype(np.float32)
+        # beyond int32 stays out of range (invalid) instead of wrapping around into it
+        int32 = np.iinfo(np.int32)
+        return np.stack([np.clip(a, int32.min, int32.max) for a in per_agent]).astype(np.int32)
 
     def _observations(self, ts: TimeStep) -> dict[str, np.ndarray]:
         dtype = self._env.observation_space.dtype

@@ -26,7 +26,14 @@ import numpy as np
 from flax import struct
 
 from jaxmarl_coop.envs import physics
-from jaxmarl_coop.envs.core import Env, TimeStep, check_count, check_param
+from jaxmarl_coop.envs.core import (
+    Env,
+    TimeStep,
+    check_count,
+    check_flag,
+    check_param,
+    check_param_types,
+)
 
 
 @struct.dataclass
@@ -51,6 +58,7 @@ class SpreadParams:
     world: physics.WorldParams = physics.WorldParams()
 
     def __post_init__(self) -> None:
+        check_param_types(self)
         check_param("max_steps", self.max_steps, low=1)
         check_param("local_ratio", self.local_ratio, low=0.0, high=1.0)
         check_param("agent_size", self.agent_size, low=0.0, low_inclusive=False)
@@ -68,10 +76,11 @@ class Spread(Env[SpreadState, SpreadParams]):
     def __init__(self, num_agents: int = 3, num_landmarks: int | None = None,
                  continuous_actions: bool = False, debug: bool = False) -> None:
         self.num_agents = check_count("num_agents", num_agents, 1)
+        physics.check_num_discs("spread", num_agents=self.num_agents)
         self.num_landmarks = check_count(
             "num_landmarks", self.num_agents if num_landmarks is None else num_landmarks, 1)
-        self.continuous_actions = bool(continuous_actions)
-        self.debug = bool(debug)
+        self.continuous_actions = check_flag("continuous_actions", continuous_actions)
+        self.debug = check_flag("debug", debug)
         self.num_actions = physics.NUM_MOVE_ACTIONS
         self.obs_dim = 4 + 2 * self.num_landmarks + 4 * (self.num_agents - 1)
         self.state_dim = self.num_agents * self.obs_dim

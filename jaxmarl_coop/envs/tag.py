@@ -34,7 +34,14 @@ import numpy as np
 from flax import struct
 
 from jaxmarl_coop.envs import physics
-from jaxmarl_coop.envs.core import Env, TimeStep, check_count, check_param
+from jaxmarl_coop.envs.core import (
+    Env,
+    TimeStep,
+    check_count,
+    check_flag,
+    check_param,
+    check_param_types,
+)
 
 PREY_POLICIES = ("learn", "scripted")
 
@@ -64,6 +71,7 @@ class TagParams:
     world: physics.WorldParams = physics.WorldParams()
 
     def __post_init__(self) -> None:
+        check_param_types(self)
         check_param("max_steps", self.max_steps, low=1)
         for name in ("adversary_size", "good_size", "mass"):
             check_param(name, getattr(self, name), low=0.0, low_inclusive=False)
@@ -89,11 +97,13 @@ class Tag(Env[TagState, TagParams]):
         self.num_adversaries = check_count("num_adversaries", num_adversaries, 1)
         self.num_good = check_count("num_good", num_good, 1)
         self.num_obstacles = check_count("num_obstacles", num_obstacles, 0)
+        physics.check_num_discs("tag", num_adversaries=self.num_adversaries,
+                                num_good=self.num_good)
         if prey_policy not in PREY_POLICIES:
             raise ValueError(f"prey_policy must be one of {PREY_POLICIES}, got {prey_policy!r}")
         self.prey_policy = prey_policy
-        self.continuous_actions = bool(continuous_actions)
-        self.debug = bool(debug)
+        self.continuous_actions = check_flag("continuous_actions", continuous_actions)
+        self.debug = check_flag("debug", debug)
         a, g, k = self.num_adversaries, self.num_good, self.num_obstacles
         self.num_entities = a + g  # every moving disc, learning or not
         self.num_agents = a if prey_policy == "scripted" else a + g

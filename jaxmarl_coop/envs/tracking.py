@@ -39,7 +39,15 @@ import numpy as np
 from flax import struct
 
 from jaxmarl_coop.envs import physics
-from jaxmarl_coop.envs.core import Env, TimeStep, check_count, check_param, concrete_values
+from jaxmarl_coop.envs.core import (
+    Env,
+    TimeStep,
+    check_count,
+    check_flag,
+    check_param,
+    check_param_types,
+    concrete_values,
+)
 from jaxmarl_coop.envs.policy import Policy, feed_forward
 
 
@@ -72,6 +80,7 @@ class TrackingParams:
     world: physics.WorldParams = physics.WorldParams()
 
     def __post_init__(self) -> None:
+        check_param_types(self)
         check_param("max_steps", self.max_steps, low=1)
         for name in ("arena_half_width", "agent_size", "agent_mass"):
             check_param(name, getattr(self, name), low=0.0, low_inclusive=False)
@@ -99,9 +108,10 @@ class Tracking(Env[TrackingState, TrackingParams]):
     def __init__(self, num_agents: int = 2, num_obstacles: int = 0,
                  continuous_actions: bool = False, debug: bool = False) -> None:
         self.num_agents = check_count("num_agents", num_agents, 1)
+        physics.check_num_discs("tracking", num_agents=self.num_agents)
         self.num_obstacles = check_count("num_obstacles", num_obstacles, 0)
-        self.continuous_actions = bool(continuous_actions)
-        self.debug = bool(debug)
+        self.continuous_actions = check_flag("continuous_actions", continuous_actions)
+        self.debug = check_flag("debug", debug)
         n, k = self.num_agents, self.num_obstacles
         self.num_actions = physics.NUM_MOVE_ACTIONS
         self.obs_dim = 8 + 4 * (n - 1) + 2 * k

@@ -78,6 +78,11 @@ def test_contract_under_jit_and_vmap(env_id, kwargs):
     ts0, traj, actions = run(jax.random.PRNGKey(0))
     _check_timestep(env, ts0)
     _check_timestep(env, traj, batch=(steps,))
+    # reset and step have the same info keys (AutoReset selects between them); legal random
+    # actions are never counted as invalid
+    assert set(ts0.info) == set(traj.info) and "invalid_actions" in ts0.info
+    assert float(ts0.info["invalid_actions"]) == 0.0
+    np.testing.assert_array_equal(np.asarray(traj.info["invalid_actions"]), 0.0)
 
     # values lie in their spaces at every step
     for t in range(steps):
@@ -145,3 +150,69 @@ def test_space_sample_and_contains(env_id):
     assert not env.action_space.contains(jnp.zeros((env.num_agents + 1,), jnp.int32))
     assert not env.observation_space.contains(jnp.full((env.num_agents, env.obs_dim), jnp.nan,
                                                         jnp.float32))
+
+
+INT32 = np.iinfo(np.int32)
+
+
+@pytest.mark.parametrize("env_id", sorted(VARIANTS))
+def test_invalid_actions_never_earn_more_than_valid_ones_and_are_counted(env_id):
+    """From states along random episodes, with the other agents' actions fixed, replacing one
+    agent's action by an invalid one (num_actions, -1, the int32 extremes) earns that agent,
+    and its team, no more than its best valid action would; info counts the invalid agent.
+    Where the env has a no-op, the invalid action is exactly the no-op."""
+    env, params = make(env_id)
+    n, a = env.num_agents, env.num_actions
+    invalid = np.array([a, -1, INT32.max, INT32.min], np.int32)
+    candidates = jnp.asarray(np.concatenate([np.arange(a, dtype=np.int32), invalid]))
+    team = np.zeros((n, n), np.float32)  # team[i, j]: agent j is in agent i's team
+    for members in env.teams.values():
+        team[np.ix_(members, members)] = 1.0
+    policy = random_policy(env)
+    steps = 24
+
+    def states_along_an_episode(key):
+        def body(carry, key):
+            state, ts = carry
+            k_act, k_step = jax.random.split(key)
+            actions, _ = policy(k_act, ts, ())
+            state, ts = env.step(k_step, state, actions, params)
+            return (state, ts), (state, ts)
+
+        k_reset, k_run = jax.random.split(key)
+        first = env.reset(k_reset, params)
+        _, (states, timesteps) = jax.lax.scan(body, first, jax.random.split(k_run, steps))
+        return states, timesteps
+
+    def outcomes(state, ts, key):
+        k_act, k_step = jax.random.split(key)
+        joint, _ = policy(k_act, ts, ())
+
+        def one(agent, action):
+            _, out = env.step(k_step, state, joint.at[agent].set(action), params)
+            return out.reward, out.info["invalid_actions"]
+
+        per_action = jax.vmap(one, in_axes=(None, 0))
+        return jax.vmap(per_action, in_axes=(0, None))(jnp.arange(n), candidates)
+
+    @jax.jit
+    def probe(key):
+        k_states, k_probe = jax.random.split(key)
+        states, timesteps = jax.vmap(states_along_an_episode)(jax.random.split(k_states, 2))
+        flat = jax.tree.map(lambda x: x.reshape((x.shape[0] * x.shape[1], *x.shape[2:])),
+                            (states, timesteps))
+        keys = jax.random.split(k_probe, 2 * steps)
+        return jax.vmap(outcomes)(*flat, keys)  # (S, N, C, N) rewards, (S, N, C) counts
+
+    rewards, counts = (np.asarray(x) for x in probe(jax.random.PRNGKey(0)))
+    own = rewards[:, np.arange(n), :, np.arange(n)].transpose(1, 0, 2)  # (S, N, C)
+    team_reward = np.einsum("ij,sicj->sic", team, rewards)
+    for got in (own, team_reward):
+        best_valid = got[..., :a].max(axis=-1, keepdims=True)
+        assert np.all(got[..., a:] <= best_valid + 1e-5), env_id
+    np.testing.assert_array_equal(counts[..., :a], 0.0)
+    np.testing.assert_array_equal(counts[..., a:], 1.0)
+    if env.noop_action is not None:
+        noop = rewards[:, :, env.noop_action:env.noop_action + 1]
+        np.testing.assert_array_equal(rewards[:, :, a:], np.broadcast_to(noop,
+                                                                          rewards[:, :, a:].shape))

@@ -252,7 +252,7 @@ def _check_timestep(env, ts, batch=()):
     assert ts.reward.shape == (*batch, n) and ts.reward.dtype == jnp.float32
     assert ts.terminated.shape == batch and ts.terminated.dtype == jnp.bool_
     assert ts.truncated.shape == batch and ts.truncated.dtype == jnp.bool_
-    assert set(ts.info) == {"crossings", "collisions", "mean_speed", "stopped"}
+    assert set(ts.info) == {"crossings", "collisions", "mean_speed", "stopped", "invalid_actions"}
     for value in (*ts.info.values(), ts.obs, ts.global_state, ts.reward):
         assert np.all(np.isfinite(np.asarray(value)))
     for value in ts.info.values():

@@ -50,7 +50,7 @@ def test_admission_in_dispatcher_order_service_and_reward():
     np.testing.assert_allclose(np.asarray(ts.reward), [-9.0 / 4.0 - 1.0] * 3, rtol=1e-6)
     info = {k: float(v) for k, v in ts.info.items()}
     assert info == {"mean_queue": 4.5, "max_queue": 9.0, "dropped": 1.0, "accepted": 1.0,
-                    "throughput": 3.0}
+                    "throughput": 3.0, "invalid_actions": 0.0}
     assert int(new.step) == 1 and not ts.truncated and not ts.terminated
 
     # the same jobs in the other order: the first one fits and the second is dropped
@@ -247,7 +247,8 @@ def _check_timestep(env, ts, batch=()):
     assert ts.reward.shape == (*batch, n) and ts.reward.dtype == jnp.float32
     assert ts.terminated.shape == batch and ts.terminated.dtype == jnp.bool_
     assert ts.truncated.shape == batch and ts.truncated.dtype == jnp.bool_
-    assert set(ts.info) == {"mean_queue", "max_queue", "dropped", "accepted", "throughput"}
+    assert set(ts.info) == {"mean_queue", "max_queue", "dropped", "accepted", "throughput",
+                            "invalid_actions"}
     for name, value in ts.info.items():
         assert jnp.shape(value) == batch and np.all(np.isfinite(np.asarray(value))), name
     for leaf in (ts.obs, ts.global_state, ts.reward):

@@ -102,7 +102,7 @@ def test_stateless_observation_and_index():
     state, ts = env.reset(jax.random.PRNGKey(0), params)
     np.testing.assert_array_equal(np.asarray(ts.obs), [[1.0], [1.0]])
     np.testing.assert_array_equal(np.asarray(ts.global_state), [1.0])
-    assert ts.info == {"payoff": 0.0, "optimal": 0.0}
+    assert ts.info == {"payoff": 0.0, "optimal": 0.0, "invalid_actions": 0.0}
     _, ts = env.step(jax.random.PRNGKey(1), state, jnp.array([2, 1]), params)
     np.testing.assert_array_equal(np.asarray(ts.obs), [[1.0], [1.0]])
     np.testing.assert_array_equal(np.asarray(env.obs_index(ts.obs)), [0, 0])
