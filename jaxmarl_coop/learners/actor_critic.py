@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from jaxmarl_coop.envs.core import Env, TimeStep, check_param
+from jaxmarl_coop.envs.core import Env, TimeStep, check_param, check_param_types
 from jaxmarl_coop.envs.policy import Policy, feed_forward
 from jaxmarl_coop.learners.base import (
     Learner,
@@ -63,6 +63,7 @@ class ActorCriticHyperparams:
     max_grad_norm: float = 0.5
 
     def __post_init__(self) -> None:
+        check_param_types(self)
         check_param("lr", self.lr, low=0.0, low_inclusive=False)
         check_probability("gamma", self.gamma)
         check_probability("gae_lambda", self.gae_lambda)
@@ -114,9 +115,6 @@ class ActorCriticConfig(LearnerConfig):
         if self.activation not in ("tanh", "relu"):
             raise ValueError(f"ActorCriticConfig.activation must be 'tanh' or 'relu', got "
                              f"{self.activation!r}")
-        if not self.hidden or any(int(h) < 1 for h in self.hidden):
-            raise ValueError(f"ActorCriticConfig.hidden must be positive widths, got "
-                             f"{self.hidden!r}")
         default = 4 if self.algorithm == "ppo" else 1
         for name in ("num_epochs", "num_minibatches"):
             if getattr(self, name) is None:

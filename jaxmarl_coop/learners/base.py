@@ -9,13 +9,15 @@ hyperparameter settings as one program. Metrics are per update, never per env st
 from __future__ import annotations
 
 import dataclasses
+import typing
 from collections.abc import Callable
 from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from jaxmarl_coop.envs.core import Env, check_count, check_param
+from jaxmarl_coop.envs.core import Env, check_count, check_flag, check_param
 from jaxmarl_coop.envs.wrappers import VecEnv, wrap
 
 
@@ -37,6 +39,7 @@ class LearnerConfig:
 
     def __post_init__(self) -> None:
         check_counts(self, "num_envs", "rollout_length", "num_updates")
+        check_config_types(self)
 
     @property
     def env_steps_per_update(self) -> int:
@@ -90,6 +93,34 @@ def check_counts(config: Any, *names: str, minimum: int = 1) -> None:
     """``ValueError`` naming any config count that is not an int ``>= minimum``."""
     for name in names:
         check_count(f"{type(config).__name__}.{name}", getattr(config, name), minimum)
+
+
+def check_config_types(config: Any) -> None:
+    """Type checks of a config's fields, by annotation: a ``bool`` field takes a real bool
+    (not ``"yes"`` or 0); a ``tuple[int, ...]`` field (layer widths such as ``hidden``)
+    takes a tuple or list of ints >= 1, or one int for a single layer (stored as a tuple)."""
+    cls = type(config)
+    for name, hint in typing.get_type_hints(cls).items():
+        if name not in {f.name for f in dataclasses.fields(cls)}:
+            continue
+        label = f"{cls.__name__}.{name}"
+        value = getattr(config, name)
+        if hint is bool:
+            check_flag(label, value)
+        elif hint == tuple[int, ...]:
+            object.__setattr__(config, name, layer_widths(label, value))
+
+
+def layer_widths(name: str, value: Any) -> tuple[int, ...]:
+    """``64`` -> ``(64,)``; ``[64, 64]`` -> ``(64, 64)``; anything else but positive ints is
+    a ``ValueError`` naming ``name``."""
+    widths = (value,) if isinstance(value, (int, np.integer)) else value
+    if (not isinstance(widths, (tuple, list)) or not widths
+            or any(isinstance(w, bool) or not isinstance(w, (int, np.integer)) or w < 1
+                   for w in widths)):
+        raise ValueError(f"{name} must be layer widths: a tuple of ints >= 1 such as (64, 64), "
+                         f"or one int for one layer, got {value!r}")
+    return tuple(int(w) for w in widths)
 
 
 def check_probability(name: str, value: Any) -> None:

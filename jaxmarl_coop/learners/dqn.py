@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from jaxmarl_coop.envs.core import Env, TimeStep, check_param
+from jaxmarl_coop.envs.core import Env, TimeStep, check_param, check_param_types
 from jaxmarl_coop.envs.policy import Policy, feed_forward
 from jaxmarl_coop.learners.base import (
     Learner,
@@ -68,6 +68,7 @@ class DQNHyperparams:
     hysteretic_beta: float = 1.0  # weight of negative TD errors in the loss, in (0, 1]
 
     def __post_init__(self) -> None:
+        check_param_types(self)
         check_param("lr", self.lr, low=0.0, low_inclusive=False)
         check_probability("gamma", self.gamma)
         check_probability("epsilon_start", self.epsilon_start)
@@ -112,9 +113,6 @@ class DQNConfig(LearnerConfig):
             raise ValueError(f"DQNConfig.buffer_size ({self.buffer_size}) must hold at least "
                              f"n_step + rollout_length = {self.n_step + self.rollout_length} "
                              f"steps of each of the {self.num_envs} envs")
-        if not self.hidden or any(int(h) < 1 for h in self.hidden):
-            raise ValueError(f"DQNConfig.hidden must be positive layer widths, got "
-                             f"{self.hidden!r}")
 
     def hyperparams(self, **overrides: Any) -> DQNHyperparams:
         return DQNHyperparams(**overrides)

@@ -81,7 +81,7 @@ def learner_names() -> tuple[str, ...]:
 
 def get_learner(name: str) -> LearnerSpec:
     """The :class:`LearnerSpec` of ``name`` (``ValueError`` naming the registered ones)."""
-    if name not in _LEARNERS:
+    if not isinstance(name, str) or name not in _LEARNERS:
         raise ValueError(f"unknown learner {name!r}; choose from {', '.join(_LEARNERS)}")
     return _LEARNERS[name]
 
@@ -128,6 +128,13 @@ def make_learner(name: str | LearnerConfig, env: Env, env_params: Any,
     ``config_overrides`` (and ``env_steps``, see :func:`make_config`) apply to a name; a
     config is used as it is.
     """
+    if not isinstance(name, (str, LearnerConfig)):
+        raise ValueError(f"make_learner takes a learner name ({', '.join(_LEARNERS)}) or a "
+                         f"learner config (e.g. registry.make_config('mappo')) first, got "
+                         f"{name!r} ({type(name).__name__})")
+    if not isinstance(env, Env):
+        raise ValueError(f"make_learner needs an env (env, env_params = envs.make('name-vN')), "
+                         f"got {env!r} ({type(env).__name__})")
     if isinstance(name, LearnerConfig):
         if config_overrides:
             raise ValueError("make_learner(config, ...) takes no overrides; use "

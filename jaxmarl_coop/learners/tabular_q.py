@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from jaxmarl_coop.envs.core import Env, TimeStep, check_param
+from jaxmarl_coop.envs.core import Env, TimeStep, check_param, check_param_types
 from jaxmarl_coop.envs.policy import Policy, feed_forward
 from jaxmarl_coop.learners.base import (
     Learner,
@@ -60,6 +60,7 @@ class TabularQHyperparams:
     hysteretic_beta: float = 1.0  # learning-rate factor for negative TD errors, in (0, 1]
 
     def __post_init__(self) -> None:
+        check_param_types(self)
         check_param("alpha", self.alpha, low=0.0, high=1.0, low_inclusive=False)
         check_probability("gamma", self.gamma)
         check_probability("epsilon_start", self.epsilon_start)
