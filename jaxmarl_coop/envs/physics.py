@@ -33,10 +33,12 @@ NUM_MOVE_ACTIONS = 5
 
 #: The most moving discs (agents, prey included) a particle task takes, for now: the contact
 #: forces unroll the ``N(N-1)/2`` disc pairs into ``N - 1`` slices when the step is
-#: compiled, so compile time grows with ``N`` (measured on a 2-core CPU, one jitted step:
-#: spread about 8 s with 64 agents, 18 s with 128; tracking 16 s and 47 s; 1000 agents had
-#: not compiled after 50 s). A learner compiles the step inside a larger program, so 64 keeps
-#: the wait under a minute or so.
+#: compiled, so compile time grows linearly with ``N``. Measured on a 2-core CPU (one jitted
+#: step, full optimisation): spread 6 s with 64 agents, 13 s with 128, 18 s with 200;
+#: tracking 7, 15 and 26 s; tag 11, 20 and 34 s; 1000 agents had not compiled after 50 s.
+#: A run compiles the step into several programs (training, evaluation, the animation): a
+#: MAPPO training program on spread takes about 27-30 s to compile with 16 to 64 agents,
+#: 33 s with 128 and 52 s with 200, so up to 64 the env is a small part of the wait.
 MAX_DISCS = 64
 
 
@@ -46,11 +48,13 @@ def check_num_discs(env: str, **counts: int) -> int:
     total = sum(counts.values())
     if total > MAX_DISCS:
         given = ", ".join(f"{k}={v}" for k, v in counts.items())
+        if len(counts) > 1:
+            given += f" ({total} in all)"
         raise ValueError(
-            f"{env} supports at most {MAX_DISCS} moving agents for now, got {given} "
-            f"({total}): the particle world unrolls its agent pairs when the step is "
-            f"compiled, so compile time grows with the team (about 8-16 s for 64 agents "
-            f"on a 2-core CPU, minutes for 1000)")
+            f"{env} supports at most {MAX_DISCS} moving agents for now, got {given}: "
+            f"the particle world unrolls its agent pairs when the step is "
+            f"compiled, so compile time grows with the team (one step: 6-11 s for 64 "
+            f"agents on a 2-core CPU, 18-34 s for 200, minutes for 1000)")
     return total
 
 
