@@ -70,7 +70,12 @@ def _type_kinds(cls: type) -> dict[str, Any]:
     if kinds is None:
         import typing
 
-        hints = typing.get_type_hints(cls)
+        try:
+            hints = typing.get_type_hints(cls)
+        except Exception:  # an annotation that does not resolve: read the simple names only
+            names = {"int": int, "float": float, "bool": bool}
+            hints = {k: names.get(v, v) if isinstance(v, str) else v
+                     for k, v in getattr(cls, "__annotations__", {}).items()}
         kinds = {}
         for field in dataclasses.fields(cls):
             hint = hints.get(field.name)

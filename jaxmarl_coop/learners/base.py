@@ -100,7 +100,13 @@ def check_config_types(config: Any) -> None:
     (not ``"yes"`` or 0); a ``tuple[int, ...]`` field (layer widths such as ``hidden``)
     takes a tuple or list of ints >= 1, or one int for a single layer (stored as a tuple)."""
     cls = type(config)
-    for name, hint in typing.get_type_hints(cls).items():
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # an annotation that does not resolve: read the simple ones only
+        names = {"bool": bool, "tuple[int, ...]": tuple[int, ...]}
+        hints = {f.name: names.get(f.type, f.type) if isinstance(f.type, str) else f.type
+                 for f in dataclasses.fields(cls)}
+    for name, hint in hints.items():
         if name not in {f.name for f in dataclasses.fields(cls)}:
             continue
         label = f"{cls.__name__}.{name}"
