@@ -15,14 +15,20 @@ from jaxmarl_coop import parallel
 from jaxmarl_coop.runs.config import UsageError
 
 __all__ = ["DISTRIBUTED_OPTIONS", "Parser", "UsageError", "add_dataclass_options",
-           "add_distributed_options", "one_line_errors", "start_distributed"]
+           "add_distributed_options", "one_line", "one_line_errors", "start_distributed"]
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line: line breaks of any kind (``\\n``, ``\\r``, ``\\x85``,
+    ``\\u2028`` ...) that a typed value brings are shown escaped."""
+    return "".join(repr(c)[1:-1] if len(f"a{c}b".splitlines()) > 1 else c for c in text)
 
 
 class Parser(argparse.ArgumentParser):
     """argparse with a one-line error and exit status 2 (no usage block)."""
 
     def error(self, message: str) -> typing.NoReturn:
-        self.exit(2, f"error: {message} (see --help)\n")
+        self.exit(2, f"error: {one_line(message)} (see --help)\n")
 
 
 def one_line_errors(main: Callable[..., Any]) -> Callable[..., Any]:
@@ -32,8 +38,9 @@ def one_line_errors(main: Callable[..., Any]) -> Callable[..., Any]:
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         try:
             return main(*args, **kwargs)
-        except UsageError as err:
-            print(f"error: {str(err).splitlines()[0]}", file=sys.stderr)
+        except UsageError as err:  # a library's message may run on: its first line
+            lines = str(err).strip().splitlines() or [type(err).__name__]
+            print(f"error: {one_line(lines[0])}", file=sys.stderr)
             raise SystemExit(2) from None
 
     return wrapped

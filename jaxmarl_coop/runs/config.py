@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -15,13 +16,21 @@ class UsageError(ValueError):
 
 
 def parse_value(value: str) -> Any:
-    """``"3"`` -> 3, ``"0.5"`` -> 0.5, ``"true"``/``"false"`` -> bool, else the string."""
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(value.lower(), value)
+    """``"3"`` -> 3, ``"0.5"`` -> 0.5, ``"true"``/``"false"`` -> bool, else the string.
+
+    ``"inf"``/``"-inf"``/``"nan"`` are floats; digits too many for a float (``"9" * 400``)
+    stay a string rather than becoming an infinity nobody typed."""
+    try:
+        return int(value)
+    except ValueError:  # not an int (or more digits than Python converts)
+        pass
+    try:
+        number = float(value)
+    except ValueError:
+        return {"true": True, "false": False}.get(value.lower(), value)
+    if math.isinf(number) and "inf" not in value.lower():
+        return value
+    return number
 
 
 def parse_pairs(pairs: Sequence[str], what: str) -> dict[str, Any]:
@@ -50,6 +59,10 @@ def as_pairs(value: Mapping[str, Any] | Sequence[str]) -> tuple[str, ...]:
     if isinstance(value, str):
         return (value,)
     return tuple(value)
+
+
+#: the largest ``--seed``: ``PRNGKey`` wraps at 2**32 and the run also uses seed+1 .. seed+3
+MAX_SEED = 2**31 - 1
 
 
 def _field(default: Any, help: str) -> Any:
@@ -90,8 +103,17 @@ class RunConfig:
         from jaxmarl_coop.envs import registered
         from jaxmarl_coop.learners.registry import learner_names
 
+        for name in ("learner", "env", "out", "logger"):
+            if not isinstance(getattr(self, name), str):
+                raise ValueError(f"--{name} must be a string, got {getattr(self, name)!r}")
+        if not isinstance(self.gif, bool):
+            raise ValueError(f"--gif must be true or false, got {self.gif!r}")
         for name in ("env_param", "hp", "config"):
-            object.__setattr__(self, name, as_pairs(getattr(self, name)))
+            value = getattr(self, name)
+            if not isinstance(value, (str, Mapping, list, tuple)):
+                raise ValueError(f"--{name.replace('_', '-')} must be NAME=VALUE strings, got "
+                                 f"{value!r}")
+            object.__setattr__(self, name, as_pairs(value))
         if self.learner not in learner_names():
             raise ValueError(f"unknown learner {self.learner!r}; choose from "
                              f"{', '.join(learner_names())}")
@@ -99,11 +121,13 @@ class RunConfig:
             raise ValueError(f"unknown env {self.env!r}; choose from {', '.join(registered())}")
         for name, low in (("seeds", 1), ("env_steps", 1), ("chunks", 1), ("eval_every", 0),
                           ("periodic_eval_episodes", 1), ("eval_episodes", 1),
-                          ("checkpoint_every", 0), ("devices", 1)):
+                          ("checkpoint_every", 0), ("devices", 1), ("seed", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"--{name.replace('_', '-')} must be an integer >= {low}, "
                                  f"got {value!r}")
+        if self.seed > MAX_SEED:  # PRNGKey wraps at 2**32, and seed+1..3 key the evaluations
+            raise ValueError(f"--seed must be an integer in 0 .. {MAX_SEED}, got {self.seed}")
         if self.seeds % self.devices:
             raise ValueError(f"--seeds {self.seeds} must be a multiple of --devices "
                              f"{self.devices} (seeds are split evenly over devices)")
