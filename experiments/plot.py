@@ -17,6 +17,9 @@ single run). Works on the files alone: no JAX.
 seed given): IQM and mean with rliable's stratified-bootstrap 95% intervals, the probability
 of improvement of every pair, performance profiles (``jaxmarl_coop.plots.compare``). Writes
 ``--out`` (default compare.png) and the numbers beside it as JSON (same name, .json).
+
+``--out`` (or its .json) naming one of a run's own files (config.json, metrics.csv,
+eval.json, curve.png, ...) is refused in one line, before anything is written.
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from experiments.cli import Parser
+from experiments.cli import Parser, one_line
 from jaxmarl_coop import plots
+from jaxmarl_coop.runs.folder import check_output_file
 from jaxmarl_coop.runs.io import write_json_atomic
 
 
@@ -59,6 +63,10 @@ def main(argv: list[str] | None = None) -> Path:
                              "folders; give one label per RUN_DIR")
         if args.points < 1:
             raise ValueError(f"--points must be >= 1, got {args.points}")
+        if args.out is not None:  # before anything is read: a refused path writes nothing
+            check_output_file(args.out, "--out")
+            if args.compare:
+                check_output_file(Path(args.out).with_suffix(".json"), "--out (its .json)")
         runs = [plots.load_run(d) for d in args.run_dirs]
         if args.compare:
             return _compare(runs, args)
@@ -73,11 +81,12 @@ def main(argv: list[str] | None = None) -> Path:
             out = runs[0].path / "compare.png"
         else:
             out = Path("compare.png")
+        check_output_file(out, "--out")
         plots.plot_curves(runs, metric=args.metric, stat=args.stat, path=out,
                           labels=args.labels, title=args.title, points=args.points)
-    except (ValueError, OSError) as err:
-        message = str(err).splitlines()[0] if str(err) else type(err).__name__
-        print(f"error: {message}", file=sys.stderr)
+    except (ValueError, OSError, ImportError) as err:  # ImportError: rliable, naming the extra
+        lines = str(err).strip().splitlines() or [type(err).__name__]
+        print(f"error: {one_line(lines[0])}", file=sys.stderr)
         raise SystemExit(2) from None
     print(table)
     print(f"wrote {out}")
@@ -85,8 +94,10 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 def _compare(runs: list[plots.RunData], args: argparse.Namespace) -> Path:
-    result = plots.compare(runs, labels=args.labels)
     out = Path(args.out or "compare.png")
+    check_output_file(out, "--out")
+    check_output_file(out.with_suffix(".json"), "--out (its .json)")
+    result = plots.compare(runs, labels=args.labels)
     plots.plot_compare(result, out)
     write_json_atomic(out.with_suffix(".json"), result)
     print(plots.compare_table(result))

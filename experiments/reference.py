@@ -36,7 +36,7 @@ from jaxmarl_coop.envs import (  # noqa: E402
     registered,
 )
 from jaxmarl_coop.learners.evaluation import evaluate  # noqa: E402
-from jaxmarl_coop.runs import mean_ci95, write_json_atomic  # noqa: E402
+from jaxmarl_coop.runs import folder, mean_ci95, write_json_atomic  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -53,6 +53,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("seeds", "episodes", "chunk"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    # it gets config.json and results.json: never inside, or over, a run's own files
+    args.out = args.out or f"runs/reference-{args.env}"
+    try:
+        folder.check_out_folder(args.out)
+    except ValueError as err:
+        parser.error(str(err))
+    if folder.is_run_folder(Path(args.out)):
+        parser.error(f"--out {args.out} holds a training run or a sweep, whose config.json "
+                     "this would overwrite; choose another --out")
     return args
 
 

@@ -13,9 +13,13 @@ A run folder (``jaxmarl_coop.runs.run`` writes it; ``experiments.train`` is its 
     curve.png        training return against env steps, mean and 95% band over seeds
     rollout.gif      seed 0's trained team acting (envs that draw themselves)
     checkpoints/     orbax checkpoints (the newest two; ``jaxmarl_coop.checkpoints``)
+    corrupt-checkpoints/   only if a resume found the newest checkpoints unreadable: they
+                     are moved here, never deleted (``training.run``, docs/bad-input.md)
 
 Every file is written atomically (``runs.io``): a killed run leaves the old file or the new.
-The readers here need no JAX.
+The readers here need no JAX. :func:`check_out_folder` and :func:`check_output_file` are
+the checks every command runs on the paths it will write (a file where a folder goes, a
+path inside a run that would overwrite one of the run's own files: :data:`OWN_FILES`).
 """
 
 from __future__ import annotations
@@ -38,6 +42,13 @@ READS_FORMAT_VERSIONS = (1,)
 CONFIG, METRICS, EVAL, MARL_EVAL, TIMING = ("config.json", "metrics.csv", "eval.json",
                                             "marl_eval.json", "timing.json")
 CURVE, GIF, CHECKPOINTS = "curve.png", "rollout.gif", "checkpoints"
+#: where a resume moves checkpoints it cannot read (never deleted; see docs/bad-input.md)
+CORRUPT_CHECKPOINTS = "corrupt-checkpoints"
+#: a training run's own files and folders (and a sweep's): no command writes over them
+#: except the run itself (``evaluate --json/--gif``, ``plot --out`` ... are refused)
+OWN_FILES = (CONFIG, METRICS, EVAL, MARL_EVAL, TIMING, CURVE, GIF, CHECKPOINTS,
+             CORRUPT_CHECKPOINTS, "tensorboard", "wandb", "results.csv", "summary.json",
+             "heatmap.png")
 _INDEX_COLUMNS = ("seed", "update", "env_steps")
 
 
@@ -74,15 +85,24 @@ def write_metrics(out: Path, names: list[str], rows: list[list[Any]]) -> None:
 
 
 def read_metric_rows(out: Path, last_update: int) -> tuple[list[str], list[list[Any]]]:
-    """Rows of metrics.csv up to ``last_update`` (a resumed run rewrites the rest)."""
-    lines = (out / METRICS).read_text().splitlines()
+    """Rows of metrics.csv up to ``last_update`` (a resumed run rewrites the rest);
+    ``ValueError`` naming the line if the file is malformed."""
+    path = out / METRICS
+    lines = path.read_text().splitlines()
+    if not lines or lines[0].split(",")[:3] != list(_INDEX_COLUMNS):
+        raise ValueError(f"{path}: no header {','.join(_INDEX_COLUMNS)},...")
     names = lines[0].split(",")[3:]
     rows = []
-    for line in lines[1:]:
+    for number, line in enumerate(lines[1:], start=2):
         parts = line.split(",")
-        if int(parts[1]) <= last_update:
-            rows.append([int(parts[0]), int(parts[1]), int(parts[2]),
-                         *(float(p) for p in parts[3:])])
+        try:
+            if len(parts) != 3 + len(names):
+                raise ValueError(f"{len(parts)} fields, the header has {3 + len(names)}")
+            row = [int(parts[0]), int(parts[1]), int(parts[2]), *(float(p) for p in parts[3:])]
+        except ValueError as err:
+            raise ValueError(f"{path}, line {number}: {err}") from None
+        if row[1] <= last_update:
+            rows.append(row)
     return names, rows
 
 
@@ -111,10 +131,79 @@ def append_timing(out: Path, timing: dict[str, Any]) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# where commands may write
+# --------------------------------------------------------------------------------------------
+def is_run_folder(path: Path) -> bool:
+    """A folder holding a training run's or a sweep's config.json."""
+    try:
+        config = json.loads((path / CONFIG).read_text())
+    except (OSError, ValueError):
+        return (path / CONFIG).is_file() and ((path / METRICS).exists()
+                                              or (path / CHECKPOINTS).exists())
+    return isinstance(config, dict) and any(k in config for k in ("run", "sweep",
+                                                                   "format_version"))
+
+
+def owning_run(path: str | os.PathLike[str]) -> tuple[Path, str] | None:
+    """``(run folder, own file name)`` if ``path`` is, or lies inside, one of the
+    :data:`OWN_FILES` of a run (or sweep) folder; else None."""
+    target = Path(os.path.abspath(path))
+    for parent in target.parents:
+        rel = target.relative_to(parent)
+        if rel.parts and rel.parts[0] in OWN_FILES and is_run_folder(parent):
+            return parent, rel.parts[0]
+    return None
+
+
+def _writable_parent(path: Path, what: str) -> None:
+    """``ValueError`` unless ``path``'s nearest existing ancestor is a writable folder."""
+    for parent in Path(os.path.abspath(path)).parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"{what} {path}: {parent} is a file, not a folder")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise ValueError(f"{what} {path}: cannot write in {parent}")
+            return
+
+
+def check_out_folder(path: str | os.PathLike[str], what: str = "--out") -> Path:
+    """A folder a command will create or fill: ``ValueError`` (one line, naming ``what``)
+    if it is a file, lies where no folder can be made, or inside a run's own files."""
+    path = Path(path)
+    if str(path).strip() == "":
+        raise ValueError(f"{what} must name a folder, got an empty path")
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{what} {path} is a file, not a folder; choose another {what}")
+    owner = owning_run(path)
+    if owner is not None:
+        raise ValueError(f"{what} {path} lies inside {owner[1]} of the run {owner[0]}; "
+                         f"choose another {what}")
+    _writable_parent(path, what)
+    return path
+
+
+def check_output_file(path: str | os.PathLike[str], what: str) -> Path:
+    """A file a command will write: ``ValueError`` (one line, naming ``what``) if it is a
+    folder, lies where no file can be made, or is (inside) one of a run's own files."""
+    path = Path(path)
+    if str(path).strip() == "" or path.name in ("", ".", ".."):
+        raise ValueError(f"{what} must name a file, got {str(path)!r}")
+    if path.is_dir():
+        raise ValueError(f"{what} {path} is a folder; name a file")
+    owner = owning_run(path)
+    if owner is not None:
+        raise ValueError(f"{what} {path} would overwrite {owner[1]} of the run {owner[0]}, "
+                         "one of its own files; write elsewhere")
+    _writable_parent(path, what)
+    return path
+
+
+# --------------------------------------------------------------------------------------------
 # readers
 # --------------------------------------------------------------------------------------------
 def read_config(out: Path) -> dict[str, Any]:
-    """config.json of the run folder ``out``; ``ValueError`` if absent or of another version."""
+    """config.json of the run folder ``out``: a JSON object of this format version with a
+    ``run`` object; ``ValueError`` (one line naming the file) otherwise."""
     path = Path(out) / CONFIG
     if not path.is_file():
         raise ValueError(f"{out} is not a run folder (no config.json)")
@@ -123,6 +212,9 @@ def read_config(out: Path) -> dict[str, Any]:
     if version != FORMAT_VERSION:
         raise ValueError(f"{path} has format version {version!r}; this version reads "
                          f"{FORMAT_VERSION}")
+    if not isinstance(saved.get("run"), dict):
+        raise ValueError(f"{path} has no 'run' object (the run's settings); not a training "
+                         "run's config.json, or damaged")
     return saved
 
 
@@ -177,9 +269,14 @@ class RunData:
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:
     try:
-        obj = json.loads(path.read_text())
+        obj = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: {what} is not UTF-8 text ({err.reason} at byte "
+                         f"{err.start})") from None
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: {what} is not valid JSON ({err})") from None
+    except OSError as err:
+        raise ValueError(f"{path}: {what} cannot be read ({err.strerror or err})") from None
     if not isinstance(obj, dict):
         raise ValueError(f"{path}: {what} should hold a JSON object, not {type(obj).__name__}")
     return obj
