@@ -26,6 +26,7 @@ import numpy as np
 from jaxmarl_coop import parallel
 from jaxmarl_coop.learners.base import stack_hyperparams
 from jaxmarl_coop.learners.evaluation import evaluate
+from jaxmarl_coop.runs import folder
 from jaxmarl_coop.runs.config import RunConfig, UsageError, parse_value
 from jaxmarl_coop.runs.io import (
     mean_ci95,
@@ -100,6 +101,13 @@ def parse_axes(specs: list[str], learner: str, env_id: str, hp: Any, env_params:
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise UsageError(f"--grid {name}: values must be numbers, got {v!r}")
         kind = "hp" if name in hp_names else "env"
+        # what runs is the value in the field's dtype: refuse what that dtype would change
+        # (10.5 for an integer runs as 10), so that what is recorded is what ran
+        dtype = np.dtype(jax.dtypes.canonicalize_dtype(
+            np.asarray(getattr(hp if kind == "hp" else env_params, name)).dtype))
+        values = [_grid_value(name, v, dtype) for v in values]
+        if len(set(values)) != len(values):
+            raise UsageError(f"--grid {name}: a value is given twice ({text})")
         try:  # each value through the dataclass's own checks (lr > 0, gamma in [0, 1] ...)
             for v in values:
                 (hp if kind == "hp" else env_params).replace(**{name: v})
@@ -107,6 +115,29 @@ def parse_axes(specs: list[str], learner: str, env_id: str, hp: Any, env_params:
             raise UsageError(f"--grid {name}: {str(err).splitlines()[0]}") from err
         axes.append(Axis(name, tuple(values), kind))
     return axes
+
+
+def _grid_value(name: str, value: float, dtype: np.dtype) -> float:
+    """``value`` as the ``dtype`` field ``name`` will hold it (an int for an integer field);
+    ``UsageError`` if that would not be ``value`` (a fraction for an integer, out of range,
+    NaN)."""
+    try:
+        number = float(value)
+    except OverflowError:
+        raise UsageError(f"--grid {name}: {value} is too large") from None
+    if math.isnan(number):
+        raise UsageError(f"--grid {name}: NaN is not a value to sweep")
+    if dtype.kind in "iu":
+        if not number.is_integer():
+            raise UsageError(f"--grid {name}: {name} is an integer, got {value!r}")
+        info = np.iinfo(dtype)
+        if not info.min <= int(value) <= info.max:
+            raise UsageError(f"--grid {name}: {value} does not fit {name}'s {dtype} "
+                             f"({info.min} .. {info.max})")
+        return int(value)
+    if dtype.kind == "f" and math.isfinite(number) and abs(number) > float(np.finfo(dtype).max):
+        raise UsageError(f"--grid {name}: {value} is larger than {dtype} holds")
+    return value
 
 
 def final_train_return(episode_return: np.ndarray) -> np.ndarray:
@@ -244,8 +275,15 @@ def sweep(args: Any, argv: list[str] | None = None) -> dict[str, Any]:
         raise UsageError(f"--devices: {err}") from err
     main_process = parallel.is_main_process()  # the only one that writes and prints
     out = Path(parallel.broadcast_text(str(args.out or _default_out(run.learner, run.env))))
-    taken = parallel.broadcast_text(f"{out} already holds results; choose another --out" if
-                                    main_process and (out / "config.json").exists() else "")
+    taken = ""
+    if main_process:
+        try:
+            folder.check_out_folder(out)
+        except ValueError as err:
+            taken = str(err)
+        if not taken and (out / "config.json").exists():
+            taken = f"{out} already holds results; choose another --out"
+    taken = parallel.broadcast_text(taken)
     if taken:
         raise UsageError(taken)
 
