@@ -13,7 +13,9 @@ options override it. ``--config`` sets learner config fields (static: shapes and
 ``--hp`` hyperparameters (traced), ``--env-param`` env options and params, each NAME=VALUE.
 The run itself is ``jaxmarl_coop.runs.run`` (the chunked loop, evaluation, checkpoints); the
 run folder's files are described in ``jaxmarl_coop.runs.folder``. ``--resume RUN_DIR``
-continues from the newest checkpoint and ends exactly where the uninterrupted run would.
+continues from the newest intact checkpoint and ends exactly where the uninterrupted run
+would; it takes no other run option, except ``--env-steps N`` to extend the run to N env
+steps per seed (docs/bad-input.md: what is refused, and what an extension changes).
 
 Several processes (hosts), one program: start the same command in every process with
 ``--distributed``. It calls ``jax.distributed.initialize`` before any other JAX use, with
@@ -35,6 +37,7 @@ from jaxmarl_coop.runtime import configure_xla
 configure_xla()
 
 import argparse  # noqa: E402
+import dataclasses  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -64,12 +67,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: what may come with --resume RUN_DIR besides where and how it runs: --env-steps, to extend
+RESUME_OPTIONS = ("env_steps",)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
 def parse_args(argv: list[str] | None = None) -> tuple[RunConfig, dict[str, Any]]:
     """``(RunConfig, extras)`` from the command line; ``extras`` holds the resume, stop and
-    distributed options given. ``UsageError`` for a bad value (naming it)."""
+    distributed options given. ``UsageError`` for a bad value (naming it).
+
+    With ``--resume RUN_DIR`` the RunConfig is the folder's own (its config.json), with
+    ``--env-steps`` if given (to extend the run); any other run option is refused."""
     given = vars(build_parser().parse_args(argv))
     extras = {k: given.pop(k) for k in ("resume", "stop_after_chunks", *DISTRIBUTED_OPTIONS)
               if k in given}
+    if "resume" in extras:
+        others = [k for k in given if k not in RESUME_OPTIONS]
+        if others:
+            raise UsageError(f"{', '.join(map(_flag, others))}: not with --resume, which "
+                             "continues the run with the settings of its checkpoint (only "
+                             "--env-steps may be given, to extend it)")
+        config = load_run_config(Path(extras["resume"]))
+        if "env_steps" in given:
+            try:
+                config = dataclasses.replace(config, env_steps=given["env_steps"])
+            except ValueError as err:
+                raise UsageError(str(err)) from err
+        return config, extras
     try:
         if "preset" in given:
             return preset(given.pop("preset"), **given), extras
@@ -83,8 +110,6 @@ def main(argv: list[str] | None = None) -> RunResult:
     config, extras = parse_args(argv)
     distributed = start_distributed(extras)  # before any other JAX use
     resume_dir = extras.get("resume")
-    if resume_dir is not None:
-        config = load_run_config(Path(resume_dir))
     return run(config, Path(resume_dir) if resume_dir else None, resume=resume_dir is not None,
                stop_after_chunks=extras.get("stop_after_chunks"), distributed=distributed)
 

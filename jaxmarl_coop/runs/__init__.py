@@ -8,8 +8,8 @@
 
 Parts: :mod:`~jaxmarl_coop.runs.config` (``RunConfig``, presets), :mod:`~.training` (the
 chunked loop, evaluation, checkpoints), :mod:`~.folder` (the run folder's files and format
-version: writer and reader), :mod:`~.team` (a trained team from a folder), :mod:`~.io`
-(atomic writes).
+version: writer and reader), :mod:`~.resume` (what a resume checks, and extending a run),
+:mod:`~.team` (a trained team from a folder), :mod:`~.io` (atomic writes).
 """
 
 from jaxmarl_coop.runs.config import (

@@ -14,6 +14,7 @@ its newest orbax checkpoint: ``which="final"`` the learner's parameters at that 
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,19 +23,29 @@ import jax.numpy as jnp
 
 from jaxmarl_coop.envs.policy import Policy
 from jaxmarl_coop.runs.config import UsageError
-from jaxmarl_coop.runs.training import Run, load_run_config
+from jaxmarl_coop.runs.training import Run, _skipped_line, open_run
 
 WHICH = ("final", "best")
 
 
 def load_team(path: str | Path, which: str = "final") -> tuple[Run, Any, dict[str, Any]]:
     """``(run, params, meta)``: the rebuilt :class:`~jaxmarl_coop.runs.training.Run`, every
-    seed's restored policy parameters (leading seed axis) and the checkpoint's record."""
+    seed's restored policy parameters (leading seed axis) and the checkpoint's record.
+
+    The newest intact checkpoint is used, and its settings must agree with config.json
+    (``UsageError`` otherwise, see ``training.open_run``); unreadable newer ones are skipped
+    with a one-line warning on stderr and left as they are (nothing in the folder changes).
+    """
     if which not in WHICH:
         raise UsageError(f"which must be one of {', '.join(WHICH)}, got {which!r}")
     path = Path(path)
-    r = Run(load_run_config(path), path)
-    state, meta = r.restore()
+    opened = open_run(path)
+    r, restored = opened.run, opened.restored
+    if restored.skipped:
+        print(f"warning: {_skipped_line(restored)}; left in place; using checkpoint "
+              f"{restored.step} (update {restored.meta['updates_done']} of "
+              f"{r.config.num_updates}) of {path}", file=sys.stderr, flush=True)
+    state, meta = restored.state, restored.meta
     if which == "best":
         if not bool(jnp.all(jnp.isfinite(state["best_score"]))):
             raise UsageError(f"{path}: the checkpoint has no periodic evaluation yet, so no "

@@ -11,8 +11,10 @@ A run is a Python loop over jitted chunks of ``learner.update`` (the same functi
 metrics rewritten atomically to metrics.csv (and any extra loggers), every ``eval_every``
 chunks a greedy evaluation (the best parameters of each seed are kept), and every
 ``checkpoint_every`` chunks an orbax checkpoint of the whole state. ``resume=True`` continues
-from the newest checkpoint and ends exactly where the uninterrupted run would. The folder's
-files are described in :mod:`jaxmarl_coop.runs.folder`.
+from the newest intact checkpoint and ends exactly where the uninterrupted run would; the
+checkpoint's settings must agree with config.json, and a larger ``env_steps`` extends the
+run (:func:`open_run`, :mod:`~jaxmarl_coop.runs.resume`; the rules: docs/bad-input.md). The
+folder's files are described in :mod:`jaxmarl_coop.runs.folder`.
 
 Several processes (``distributed=True``, after ``jax.distributed.initialize``): the seeds are
 split over one global mesh, results are gathered to every process and only process 0 writes.
@@ -39,6 +41,7 @@ from jaxmarl_coop.learners import registry
 from jaxmarl_coop.learners.base import stack_hyperparams
 from jaxmarl_coop.learners.evaluation import evaluate
 from jaxmarl_coop.runs import folder
+from jaxmarl_coop.runs import resume as resume_rules
 from jaxmarl_coop.runs.config import RunConfig, UsageError, parse_pairs
 from jaxmarl_coop.runs.io import _jsonable, mean_ci95, write_json_atomic
 
@@ -73,10 +76,13 @@ def build(run: RunConfig) -> Built:
     """Env, learner config, hyperparameters and learner of ``run`` (``UsageError`` if bad).
 
     ``num_updates`` is the fewest updates reaching ``env_steps``, rounded up to whole chunks.
+    Nothing is compiled: a bad value is refused before any JAX work, in one line naming it.
     """
     spec = registry.get_learner(run.learner)
     try:
-        env, env_params = make(run.env, **parse_pairs(run.env_param, "--env-param"))
+        user_env = parse_pairs(run.env_param, "--env-param")
+        env, env_params = make(run.env, **user_env)
+        _check_given("--env-param", user_env, env_params, env.default_params())
         user_config = parse_pairs(run.config, "--config")
         settable = set(spec.config_fields()) - {"num_updates"}
         unknown = sorted(set(user_config) - settable - {"num_updates"})
@@ -85,11 +91,15 @@ def build(run: RunConfig) -> Built:
             raise UsageError(f"{run.learner} has no settable config field {', '.join(bad)}; "
                              f"valid: {', '.join(sorted(settable))}")
         if "hidden" in user_config:
-            user_config["hidden"] = tuple(int(h) for h in str(user_config["hidden"]).split(","))
+            user_config["hidden"] = _hidden_sizes(user_config["hidden"])
         probe = registry.make_config(run.learner, **user_config, num_updates=1)
         num_updates = -(-run.env_steps // probe.env_steps_per_update)
         chunks = min(run.chunks, num_updates)
         num_updates = -(-num_updates // chunks) * chunks
+        if num_updates > MAX_UPDATES:
+            raise UsageError(f"--env-steps {run.env_steps} needs {num_updates:,} updates of "
+                             f"{probe.env_steps_per_update} env steps; at most {MAX_UPDATES:,} "
+                             "fit the update counter")
         config = registry.make_config(run.learner, **user_config, num_updates=num_updates)
         user_hp = parse_pairs(run.hp, "--hp")
         unknown = sorted(set(user_hp) - set(spec.hp_fields()))
@@ -97,10 +107,73 @@ def build(run: RunConfig) -> Built:
             raise UsageError(f"{run.learner} has no hyperparameter {', '.join(unknown)}; "
                              f"valid: {', '.join(sorted(spec.hp_fields()))}")
         hp = registry.make_hyperparams(run.learner, config, **user_hp)
+        _check_given("--hp", user_hp, hp, registry.make_hyperparams(run.learner, config))
         learner, _ = registry.make_learner(config, env, env_params)
-    except (ValueError, TypeError) as err:
-        raise UsageError(str(err).splitlines()[0]) from err
+    except UsageError:
+        raise
+    except (ValueError, TypeError, ArithmeticError, MemoryError) as err:
+        raise UsageError(str(err).splitlines()[0] if str(err) else type(err).__name__
+                         ) from err
     return Built(spec, env, env_params, config, hp, learner, chunks)
+
+
+#: the most updates a run may have (the learners count them in int32)
+MAX_UPDATES = 2**31 - 1
+
+
+def _hidden_sizes(value: Any) -> tuple[int, ...]:
+    """``--config hidden=64,64`` (or one size, 64) as ``(64, 64)``; ``UsageError`` naming
+    the option otherwise."""
+    parts = str(value).split(",")
+    sizes = []
+    for part in parts:
+        try:
+            sizes.append(int(part.strip()))
+        except ValueError:
+            sizes = []
+            break
+    if not sizes or any(size < 1 for size in sizes):
+        raise UsageError(f"--config hidden must be layer sizes, positive integers separated by "
+                         f"commas (e.g. hidden=64,64), got {str(value)!r}")
+    return tuple(sizes)
+
+
+def _check_given(option: str, given: dict[str, Any], built: Any, defaults: Any) -> None:
+    """The values a user gave (``option`` NAME=VALUE) for fields of the params or
+    hyperparameters ``built``: numbers JAX can hold in the field's dtype (``defaults`` has
+    it), not text, NaN, a fraction for an integer, or an integer that overflows.
+
+    The envs and learners check their own fields too; this is the command line's promise,
+    kept whatever a dataclass accepts: one line naming the option, before anything runs."""
+    fields = {f.name for f in dataclasses.fields(built)}
+    for name, value in given.items():
+        if name not in fields or dataclasses.is_dataclass(getattr(defaults, name)):
+            continue
+        kind = np.asarray(getattr(defaults, name)).dtype.kind
+        label = f"{option} {name}={value}"
+        if isinstance(value, bool) != (kind == "b") or isinstance(value, str):
+            expected = "true or false" if kind == "b" else "a number"
+            raise UsageError(f"{label}: {name} takes {expected}")
+        if isinstance(value, float) and np.isnan(value):
+            raise UsageError(f"{label}: NaN is not a value {name} can take")
+        if kind == "b":
+            continue
+        try:
+            number = float(value)
+        except OverflowError:
+            raise UsageError(f"{label}: too large for {name}") from None
+        # the dtype JAX will hold it in (int32/float32 unless jax_enable_x64)
+        dtype = np.dtype(jax.dtypes.canonicalize_dtype(np.asarray(getattr(defaults, name)).dtype))
+        if kind in "iu":
+            if not (isinstance(value, int) or number.is_integer()):
+                raise UsageError(f"{label}: {name} is an integer")
+            info = np.iinfo(dtype)
+            if not info.min <= value <= info.max:
+                raise UsageError(f"{label}: {name} is an integer of {dtype}, from {info.min} "
+                                 f"to {info.max}")
+        elif np.isfinite(number) and abs(number) > float(np.finfo(dtype).max):
+            raise UsageError(f"{label}: larger than {dtype} holds (at most "
+                             f"{np.finfo(dtype).max:.4g})")
 
 
 def keep_best(state: dict[str, Any], params: Any, score: jax.Array) -> dict[str, Any]:
@@ -195,16 +268,6 @@ class Run:
     def place(self, state: Any) -> Any:
         return state if self.mesh is None else parallel.shard_leading(state, self.mesh)
 
-    def restore(self, which_step: int | None = None) -> tuple[Any, dict[str, Any]]:
-        """The checkpointed state (placed on the mesh) and its record (``UsageError`` if
-        there is none or it does not fit this run)."""
-        try:
-            restored, meta = checkpoints.restore(self.out / folder.CHECKPOINTS,
-                                                 self.abstract(), which_step)
-        except checkpoints.CheckpointError as err:
-            raise UsageError(str(err)) from err
-        return self.place(restored), meta
-
     # -- evaluation ------------------------------------------------------------------------------
     def evaluate(self, params: Any, episodes: int, key: jax.Array) -> dict[str, np.ndarray]:
         """Greedy episodes of every seed's ``params``: metric -> (seeds, episodes)."""
@@ -250,18 +313,106 @@ class Run:
             "argv": sys.argv[1:]}
 
 
-def load_run_config(run_dir: Path) -> RunConfig:
-    """The :class:`RunConfig` saved in ``run_dir/config.json`` (``UsageError`` if absent)."""
+def load_run_config(run_dir: str | Path) -> RunConfig:
+    """The :class:`RunConfig` saved in ``run_dir/config.json`` (``UsageError`` naming the
+    file if it is absent, not JSON, not an object, lacks ``run``, or has an unknown field or
+    a bad value there)."""
+    return _read_folder(Path(run_dir))[1]
+
+
+def _read_folder(out: Path) -> tuple[dict[str, Any], RunConfig, RunConfig | None]:
+    """config.json of ``out``, its run settings, and those before its latest extension."""
     try:
-        saved = folder.read_config(run_dir)
+        saved = folder.read_config(out)
     except ValueError as err:
-        raise UsageError(str(err)) from err
-    fields = dict(saved["run"])
-    for name in ("env_param", "hp", "config"):
-        fields[name] = tuple(fields[name])
-    fields["out"] = str(run_dir)
-    known = {f.name for f in dataclasses.fields(RunConfig)}
-    return RunConfig(**{k: v for k, v in fields.items() if k in known})
+        raise UsageError(str(err)) from None
+    where = str(out / folder.CONFIG)
+    return (saved, resume_rules.run_config_from_record(saved["run"], where, str(out)),
+            resume_rules.extension_base(saved, where, str(out)))
+
+
+def _run_from(config: RunConfig, out: Path, distributed: bool, where: Path | None = None
+              ) -> Run:
+    """``Run(config)``; a bad setting read from a file is named with that file."""
+    try:
+        return Run(config, out, distributed)
+    except UsageError as err:
+        if where is None:
+            raise
+        raise UsageError(f"{where}: {str(err).splitlines()[0]}") from err
+
+
+@dataclasses.dataclass(frozen=True)
+class Opened:
+    """A run folder opened to continue or evaluate (:func:`open_run`)."""
+
+    run: Run                      # built from config.json
+    saved: dict[str, Any]         # config.json as read
+    base: RunConfig | None        # the settings before config.json's latest extension
+    restored: checkpoints.Restored | None  # the newest intact checkpoint (None: none yet)
+    checkpoint_run: RunConfig | None  # that checkpoint's own settings
+
+
+def _check_progress(step: int, meta: dict[str, Any], directory: Path, r: Run) -> None:
+    """A checkpoint record whose progress fields do not fit the run: damaged."""
+    done, updates = meta.get("chunks_done"), meta.get("updates_done")
+    periodic = meta.get("periodic")
+    ok = (isinstance(done, int) and not isinstance(done, bool) and 0 < done <= r.chunks
+          and updates == done * r.updates_per_chunk and isinstance(periodic, list)
+          and all(isinstance(e, dict) and isinstance(e.get("episodes"), dict)
+                  and isinstance(e.get("env_steps"), int) for e in periodic))
+    if not ok:
+        raise checkpoints.CorruptCheckpoint(directory, step, "its record's progress "
+                                            "(chunks_done, updates_done, periodic) is malformed")
+
+
+def open_run(out: Path, distributed: bool = False, need_checkpoint: bool = True) -> Opened:
+    """Read the run folder ``out``: config.json, the run it describes, and its newest intact
+    checkpoint, whose own settings must agree with config.json (``UsageError``, one line
+    naming the first field that differs). Unreadable newer checkpoints are skipped
+    (``restored.skipped``), never touched here. ``need_checkpoint=False``: a folder without
+    any checkpoint yet gives ``restored=None``."""
+    saved, folder_run, base = _read_folder(out)
+    where = out / folder.CONFIG
+    r = _run_from(folder_run, out, distributed, where)
+    directory = out / folder.CHECKPOINTS
+    if not checkpoints.all_steps(directory):
+        if need_checkpoint:
+            raise UsageError(f"no checkpoint in {directory}: the run has not finished a "
+                             "checkpointed chunk yet")
+        resume_rules.check_record(saved, _json_ready(r.config_record()), str(where))
+        return Opened(r, saved, base, None, None)
+    matched: dict[int, RunConfig] = {}
+
+    def agree(step: int, meta: dict[str, Any]) -> None:
+        try:
+            own = resume_rules.run_config_from_record(meta.get("run"), f"checkpoint {step}",
+                                                      str(out))
+        except UsageError as err:
+            raise checkpoints.CorruptCheckpoint(directory, step, str(err)) from err
+        if own == folder_run or (base is not None and own == base):
+            _check_progress(step, meta, directory, r)
+            matched[step] = own
+            return
+        raise UsageError(resume_rules.disagreement(folder_run, own, step, str(where), str(out)))
+
+    try:
+        restored = checkpoints.restore_newest_intact(directory, r.abstract(), agree)
+    except checkpoints.CheckpointError as err:
+        raise UsageError(str(err)) from None
+    resume_rules.check_record(saved, _json_ready(r.config_record()), str(where))
+    restored = dataclasses.replace(restored, state=r.place(restored.state))
+    return Opened(r, saved, base, restored, matched[restored.step])
+
+
+def _warn(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _skipped_line(restored: checkpoints.Restored) -> str:
+    steps = ", ".join(str(e.step) for e in restored.skipped)
+    plural = "s" if len(restored.skipped) > 1 else ""
+    return f"checkpoint{plural} {steps} unreadable ({restored.skipped[0].reason[:160]})"
 
 
 def _default_out(run: RunConfig) -> Path:
@@ -286,34 +437,27 @@ def run(config: RunConfig, out: str | Path | None = None, resume: bool = False,
     """Train ``config`` into the run folder ``out`` (default ``config.out``, else
     ``runs/LEARNER-ENV-TIMESTAMP``); see the module docstring.
 
-    ``resume``: continue the run in ``out`` from its newest checkpoint (``config`` should be
-    the folder's own, :func:`load_run_config`). ``stop_after_chunks``: stop after that many
-    chunks (a checkpoint to resume from). ``progress``: the progress bar (None: when a
-    terminal shows it). ``distributed``: every process (joined by
-    ``jax.distributed.initialize``) calls ``run`` alike; only process 0 writes ``out``.
+    ``resume``: continue the run in ``out`` from its newest intact checkpoint. ``config``
+    must be the folder's own (:func:`load_run_config`), except that a larger ``env_steps``
+    extends the run (:mod:`~jaxmarl_coop.runs.resume`; the rules are in docs/bad-input.md).
+    ``stop_after_chunks``: stop after that many chunks (a checkpoint to resume from).
+    ``progress``: the progress bar (None: when a terminal shows it). ``distributed``: every
+    process (joined by ``jax.distributed.initialize``) calls ``run`` alike; only process 0
+    writes ``out``.
     """
+    if stop_after_chunks is not None and (isinstance(stop_after_chunks, bool) or not isinstance(
+            stop_after_chunks, int) or stop_after_chunks < 1):
+        raise UsageError(f"--stop-after-chunks must be an integer >= 1, got "
+                         f"{stop_after_chunks!r}")
     main_process = parallel.is_main_process()
     # process 0 decides (its clock names the folder, its disk holds it); the others follow
     out = Path(parallel.broadcast_text(str(out or config.out or _default_out(config))))
-    taken = (f"{out} already holds a run; continue it with --resume {out} or choose another "
-             "--out") if main_process and not resume and (out / folder.CONFIG).exists() else ""
-    taken = parallel.broadcast_text(taken)
-    if taken:
-        raise UsageError(taken)
-    r = Run(config, out, distributed)
-    start_chunk, rows, names, periodic = 0, [], None, []
-    state = r.initial()
     if resume:
-        state, meta = r.restore()
-        start_chunk = int(meta["chunks_done"])
-        periodic = [{"env_steps": e["env_steps"],
-                     "episodes": {k: np.asarray(v, np.float64)
-                                  for k, v in e["episodes"].items()}}
-                    for e in meta["periodic"]]
-        if (out / folder.METRICS).exists():
-            names, rows = folder.read_metric_rows(out, start_chunk * r.updates_per_chunk)
-    elif main_process:
-        folder.write_config(out, r.config_record())
+        r, state, start_chunk, periodic, names, rows = _resume(config, out, distributed)
+    else:
+        r, state = _start(config, out, distributed)
+        start_chunk, periodic, names, rows = 0, [], None, []
+    config = r.run  # what is trained (an extended run's settings)
     loggers = _loggers(r, out) if main_process else None
 
     total = r.config.num_updates
@@ -383,6 +527,121 @@ def run(config: RunConfig, out: str | Path | None = None, resume: bool = False,
     finally:
         if loggers is not None:
             loggers.close()
+
+
+def _start(config: RunConfig, out: Path, distributed: bool) -> tuple[Run, Any]:
+    """A new run in ``out``: checked, built, initialised, config.json written."""
+    problem = ""
+    if parallel.is_main_process():
+        try:
+            folder.check_out_folder(out)
+        except ValueError as err:
+            problem = str(err)
+        if not problem and (out / folder.CONFIG).exists():
+            problem = (f"{out} already holds a run; continue it with --resume {out} or choose "
+                       "another --out")
+    problem = parallel.broadcast_text(problem)
+    if problem:
+        raise UsageError(problem)
+    r = Run(config, out, distributed)
+    state = r.initial()
+    if parallel.is_main_process():
+        folder.write_config(out, r.config_record())
+    return r, state
+
+
+def _resume(config: RunConfig, out: Path, distributed: bool
+            ) -> tuple[Run, Any, int, list[dict[str, Any]], list[str] | None, list[list[Any]]]:
+    """The run in ``out`` ready to continue: ``(run, state, chunks done, periodic
+    evaluations, metric names, metrics rows so far)``. Every check comes first; only then
+    does it write (an extension's config.json, unreadable checkpoints moved aside)."""
+    main_process = parallel.is_main_process()
+    _, folder_run, _ = _read_folder(out)
+    where = out / folder.CONFIG
+    differs = resume_rules.first_difference(config, folder_run, ignore=("out", "env_steps"))
+    if differs is not None:
+        raise UsageError(f"{differs} is {getattr(config, differs)!r} here but "
+                         f"{getattr(folder_run, differs)!r} in {where}: a resumed run keeps "
+                         "its own settings (only env_steps may grow, to extend it)")
+    opened = open_run(out, distributed, need_checkpoint=False)
+    r, restored = opened.run, opened.restored
+    if restored is None:  # killed before its first checkpoint: nothing to continue from
+        if (out / folder.EVAL).exists():
+            raise UsageError(f"{out} has finished and kept no checkpoint (--checkpoint-every "
+                             "0): there is nothing to resume")
+        if config.env_steps != folder_run.env_steps:
+            r = _run_from(dataclasses.replace(folder_run, env_steps=config.env_steps), out,
+                          distributed)
+        if main_process:
+            _warn(f"note: {out} has no checkpoint yet; training it from the start")
+        state = r.initial()
+        if main_process:
+            folder.write_config(out, r.config_record())
+        return r, state, 0, [], None, []
+
+    meta = restored.meta
+    start_chunk, updates_done = int(meta["chunks_done"]), int(meta["updates_done"])
+    names, rows = _rows_until(out, updates_done, r.run.seeds)
+    extensions = list(opened.saved.get("extensions", []))
+    rewrite = False
+    if config.env_steps != folder_run.env_steps:
+        extended = resume_rules.extend(folder_run, r.config.num_updates, r.updates_per_chunk,
+                                 r.steps_per_update, config.env_steps)
+        if extended is not None:
+            longer = _run_from(extended, out, distributed)
+            assert longer.updates_per_chunk == r.updates_per_chunk, "extension changed chunks"
+            extensions.append(resume_rules.extension_entry(
+                folder_run, extended, updates_done, r.config.num_updates,
+                longer.config.num_updates, sys.argv[1:]))
+            if main_process:
+                _warn(f"note: extending {out} from {r.config.total_env_steps:,} to "
+                      f"{longer.config.total_env_steps:,} env steps per seed "
+                      f"({r.config.num_updates} -> {longer.config.num_updates} updates, "
+                      f"{r.chunks} -> {longer.chunks} "
+                      f"chunks) from update {updates_done}; schedules over the updates (lr "
+                      "annealing, epsilon decay) follow the new length: docs/bad-input.md")
+            r, rewrite = longer, True
+    elif opened.base is not None and opened.checkpoint_run == opened.base \
+            and extensions[-1].get("at_update") != updates_done:
+        # the extension continues from an older checkpoint than it was asked at
+        extensions[-1] = {**extensions[-1], "at_update": updates_done}
+        rewrite = True
+
+    # every check passed: now the writes
+    if main_process and restored.skipped:
+        moved = [checkpoints.set_aside(out / folder.CHECKPOINTS, e.step,
+                                       out / folder.CORRUPT_CHECKPOINTS)
+                 for e in restored.skipped]
+        _warn(f"warning: {_skipped_line(restored)}; moved to {moved[0].parent} (not deleted); "
+              f"resuming {out} from checkpoint {restored.step} (update {updates_done} of "
+              f"{r.config.num_updates})")
+    if main_process and rewrite:
+        folder.write_config(out, {**r.config_record(), "created": opened.saved.get("created"),
+                                  "argv": opened.saved.get("argv"), "extensions": extensions})
+    parallel.broadcast_text("")  # the others wait until process 0 has moved and written
+    periodic = [{"env_steps": e["env_steps"],
+                 "episodes": {k: np.asarray(v, np.float64) for k, v in e["episodes"].items()}}
+                for e in meta["periodic"]]
+    return r, r.place(restored.state), start_chunk, periodic, names, rows
+
+
+def _rows_until(out: Path, last_update: int, seeds: int
+                ) -> tuple[list[str] | None, list[list[Any]]]:
+    """metrics.csv's rows up to ``last_update`` (the checkpoint's), which must all be there."""
+    if last_update == 0:
+        return None, []
+    try:
+        names, rows = folder.read_metric_rows(out, last_update)
+    except (OSError, ValueError) as err:
+        raise UsageError(f"{out / folder.METRICS}: {str(err).splitlines()[0]}; the run cannot "
+                         "continue without its metrics up to its checkpoint") from None
+    have = {(row[0], row[1]) for row in rows}
+    want = {(s, u) for s in range(seeds) for u in range(1, last_update + 1)}
+    if have != want:
+        raise UsageError(f"{out / folder.METRICS} lacks rows up to update {last_update} (the "
+                         f"checkpoint's) for {seeds} seeds: {len(want - have)} missing, "
+                         f"{len(have - want)} unexpected; the run cannot continue consistently")
+    return names, rows
 
 
 def _loggers(r: Run, out: Path) -> Any:
