@@ -198,10 +198,14 @@ def confine(pos: jax.Array, vel: jax.Array, size: jax.Array, half_width: jax.Arr
             ) -> tuple[jax.Array, jax.Array]:
     """Keep discs inside the square ``[-half_width, half_width]^2``.
 
-    A disc that crosses a wall is put back against it and loses the velocity component
-    that points out of the arena (an inelastic wall).
+    A disc that crosses a wall is put back against it, and a disc against a wall (after
+    that) loses the velocity component that points into the wall (an inelastic wall): the
+    component along the wall and any component pointing back into the arena are kept, so a
+    disc resting against a wall while it pushes into it stays at rest there (speed 0 at
+    every step, not 0 and then the push's speed on alternate steps), and leaves at the
+    first step it thrusts away.
     """
     limit = (half_width - size)[:, None]
     clipped = jnp.clip(pos, -limit, limit)
-    outward = ((pos > limit) & (vel > 0)) | ((pos < -limit) & (vel < 0))
-    return clipped, jnp.where(outward, 0.0, vel)
+    into_wall = ((clipped >= limit) & (vel > 0)) | ((clipped <= -limit) & (vel < 0))
+    return clipped, jnp.where(into_wall, 0.0, vel)

@@ -72,3 +72,24 @@ def test_confine_keeps_discs_inside_and_stops_outward_motion():
     new_pos, new_vel = physics.confine(pos, vel, jnp.array([0.1, 0.1]), 1.0)
     np.testing.assert_allclose(new_pos, [[0.9, 0.0], [-0.5, -0.9]], rtol=1e-6)
     np.testing.assert_allclose(new_vel, [[0.0, 0.3], [0.2, 0.0]], rtol=1e-6)
+
+
+def test_a_disc_pushing_into_a_wall_rests_against_it_and_leaves_at_once():
+    # the disc starts against the right wall (limit 0.9) and thrusts right for 6 steps:
+    # it must stay at rest there, not alternate speeds 0 and 0.5
+    pos, vel = jnp.array([[0.9, 0.0]]), jnp.zeros((1, 2))
+    size = jnp.array([0.1])
+    for _ in range(6):
+        pos, vel = _step(pos, vel, [[1.0, 0.0]])
+        pos, vel = physics.confine(pos, vel, size, 1.0)
+        np.testing.assert_allclose(pos, [[0.9, 0.0]], rtol=1e-6)
+        np.testing.assert_allclose(vel, [[0.0, 0.0]], atol=1e-7)
+    # it thrusts left once: the velocity points away at once and it moves off the next step
+    pos, vel = physics.confine(*_step(pos, vel, [[-1.0, 0.0]]), size, 1.0)
+    np.testing.assert_allclose(vel, [[-0.5, 0.0]], rtol=1e-6)
+    pos, vel = physics.confine(*_step(pos, vel, [[0.0, 0.0]]), size, 1.0)
+    np.testing.assert_allclose(pos, [[0.85, 0.0]], rtol=1e-6)
+    # sliding along the wall while pushing into it keeps the tangential velocity
+    pos, vel = physics.confine(*_step(pos.at[0, 0].set(0.9), jnp.array([[0.0, 0.4]]),
+                                      [[1.0, 0.0]]), size, 1.0)
+    np.testing.assert_allclose(vel, [[0.0, 0.3]], rtol=1e-6)
