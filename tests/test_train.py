@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from folder_checks import assert_refused
 
 from experiments import evaluate, train
 from jaxmarl_coop import checkpoints
@@ -123,6 +125,66 @@ def test_a_killed_run_keeps_its_files_and_resumes_exactly(tmp_path, uninterrupte
     assert _files(out) == _files(uninterrupted)
 
 
+#: tabular Q in 20 short chunks, each checkpointed: many places to be killed, little compute
+FAULT_ARGS = ["--learner", "tabular_q", "--env", "penalty-v1", "--seeds", "2",
+              "--env-steps", "1000", "--chunks", "20", "--eval-every", "3",
+              "--periodic-eval-episodes", "2", "--eval-episodes", "4", "--no-gif",
+              "--config", "num_envs=2", "--config", "rollout_length=5"]
+
+
+def _steps(checkpoint_dir: Path) -> tuple[list[int], bool]:
+    """The finished checkpoint steps, and whether orbax is writing one (a temporary folder)."""
+    try:
+        names = os.listdir(checkpoint_dir)
+    except OSError:
+        return [], False
+    return (sorted(int(n) for n in names if n.isdigit()),
+            any(".orbax-checkpoint-tmp" in n for n in names))
+
+
+@pytest.mark.slow
+def test_ten_kills_at_random_points_resume_to_the_uninterrupted_run(tmp_path):
+    """SIGKILL at seeded random points, 10 times in a row (while starting, between chunks,
+    during a checkpoint write), resuming each time: the end equals a run never killed."""
+    whole = tmp_path / "whole"
+    train.main([*FAULT_ARGS, "--out", str(whole)])
+    out, rng = tmp_path / "killed", random.Random(16)
+    kills, during_write = 0, 0
+    while kills < 10:
+        argv = (["--resume", str(out)] if (out / "config.json").exists()
+                else [*FAULT_ARGS, "--out", str(out)])
+        log = (tmp_path / f"stderr-{kills}.txt").open("w")
+        proc = subprocess.Popen([sys.executable, "-m", "experiments.train", *argv], cwd=REPO,
+                                stdout=subprocess.DEVNULL, stderr=log)
+        mode = ("write", "chunk", "start")[kills % 3]
+        target = _steps(out / "checkpoints")[0][-1:] or [0]
+        target = target[0] + rng.randint(1, 3)
+        deadline, start = time.monotonic() + 240, time.monotonic()
+        wait = rng.uniform(0.0, 8.0)
+        while proc.poll() is None:
+            steps, writing = _steps(out / "checkpoints")
+            if (mode == "write" and writing) or (mode == "start" and time.monotonic() - start
+                                                 > wait) or (mode == "chunk" and steps
+                                                             and steps[-1] >= target):
+                if mode == "chunk":
+                    time.sleep(rng.uniform(0.0, 0.05))
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                kills += 1
+                during_write += _steps(out / "checkpoints")[1] and mode == "write"
+                break
+            assert time.monotonic() < deadline, f"invocation {kills} hung"
+            time.sleep(0.001)
+        log.close()
+        assert proc.returncode in (0, -signal.SIGKILL), (tmp_path / f"stderr-{kills}.txt"
+                                                         ).read_text()[-3000:]
+        if proc.returncode == 0:  # it finished before the kill came: the run is done
+            break
+    assert during_write >= 1, "no kill landed during a checkpoint write"
+    train.main(["--resume", str(out)])
+    assert _files(out) == _files(whole)
+
+
 def test_evaluate_reloads_the_trained_team(tmp_path, uninterrupted, capsys):
     saved = json.loads((uninterrupted / "eval.json").read_text())
     run, params, _ = load_team(uninterrupted, "final")
@@ -225,10 +287,9 @@ def test_the_command_line_itself_exits_with_one_line():
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
-def test_an_existing_run_folder_is_not_overwritten(tmp_path, uninterrupted):
-    with pytest.raises(SystemExit) as exc:
-        train.main([*DQN_ARGS, "--out", str(uninterrupted)])
-    assert exc.value.code == 2
+def test_an_existing_run_folder_is_not_overwritten(tmp_path, uninterrupted, capsys):
+    assert_refused(train.main, [*DQN_ARGS, "--out", str(uninterrupted)], capsys,
+                   "already holds a run; continue it with --resume", uninterrupted)
 
 
 DEVICES_PROGRAM = """
