@@ -11,6 +11,8 @@ from __future__ import annotations
 import glob
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,7 @@ ARGS = ["--learner", "tabular_q", "--env", "penalty-v1", "--seeds", "2", "--env-
         "--chunks", "4", "--eval-every", "2", "--periodic-eval-episodes", "2",
         "--eval-episodes", "4", "--no-gif", "--config", "num_envs=2",
         "--config", "rollout_length=10"]
+REPO = Path(__file__).resolve().parents[1]
 #: the run's results: what a resumed or recovered run must reproduce byte for byte
 RESULTS = ("metrics.csv", "eval.json", "marl_eval.json")
 
@@ -245,6 +248,28 @@ def test_resume_falls_back_to_the_previous_checkpoint(damage, run_dir, tmp_path,
     assert {Path(k).relative_to(kept): v for k, v in snapshot(kept).items()} == damaged
     assert _results(out) == _results(run_dir)
     assert checkpoints.all_steps(out / "checkpoints") == [3, 4]
+
+
+def test_as_commands_they_print_one_line_and_no_late_tracebacks(run_dir, tmp_path):
+    """Orbax's reads still pending after a failed one used to end in asyncio tracebacks at
+    exit ("Event loop is closed", five of them for a seeds mismatch): run as commands, a
+    refused resume prints one line, an evaluation past a damaged checkpoint one warning."""
+    edited = _copy(run_dir, tmp_path, "edited")
+    config = json.loads((edited / "config.json").read_text())
+    config["run"]["seeds"] = 3
+    (edited / "config.json").write_text(json.dumps(config))
+    damaged = _copy(run_dir, tmp_path, "damaged")
+    _truncate(damaged / "checkpoints" / "4", DAMAGE["data"])
+    for argv, code, expected in (
+            (["experiments.train", "--resume", str(edited)], 2, "error: "),
+            (["experiments.evaluate", str(damaged), "--episodes", "2"], 0, "warning: ")):
+        before = snapshot(edited, damaged)
+        proc = subprocess.run([sys.executable, "-m", *argv], cwd=REPO, capture_output=True,
+                              text=True, timeout=240)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == code and len(lines) == 1, proc.stderr[-3000:]
+        assert lines[0].startswith(expected), lines
+        assert snapshot(edited, damaged) == before
 
 
 def test_no_intact_checkpoint_is_one_line(run_dir, tmp_path, capsys):
