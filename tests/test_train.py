@@ -205,10 +205,12 @@ def test_evaluate_reloads_the_trained_team(tmp_path, uninterrupted, capsys):
 
 def test_a_checkpoint_of_another_format_version_is_refused(tmp_path, monkeypatch):
     state = {"w": np.arange(3.0), "obstacles": np.zeros((0, 2), np.float32)}
-    monkeypatch.setattr(checkpoints, "FORMAT_VERSION", 0)
+    current = checkpoints.FORMAT_VERSION
+    monkeypatch.setattr(checkpoints, "FORMAT_VERSION", current - 1)
     checkpoints.save(tmp_path / "ck", 1, state, {"note": "old"})
-    monkeypatch.setattr(checkpoints, "FORMAT_VERSION", 1)
-    with pytest.raises(checkpoints.CheckpointError, match=r"format version 0; .* reads version 1"):
+    monkeypatch.setattr(checkpoints, "FORMAT_VERSION", current)
+    with pytest.raises(checkpoints.CheckpointError,
+                       match=rf"format version {current - 1}; .* reads version {current}"):
         checkpoints.restore(tmp_path / "ck", state)
     checkpoints.save(tmp_path / "ck", 2, state, {"note": "new"})
     restored, meta = checkpoints.restore(tmp_path / "ck", state)
@@ -216,7 +218,7 @@ def test_a_checkpoint_of_another_format_version_is_refused(tmp_path, monkeypatch
     assert restored["obstacles"].shape == (0, 2)  # orbax refuses empty arrays; we rebuild them
     with pytest.raises(checkpoints.CheckpointError, match="holds 2 arrays but"):
         checkpoints.restore(tmp_path / "ck", {"w": state["w"]})
-    assert meta["note"] == "new" and meta["format_version"] == 1
+    assert meta["note"] == "new" and meta["format_version"] == current
 
 
 @pytest.mark.optimised  # different programs, equal results: as runs compile them too

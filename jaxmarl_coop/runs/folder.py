@@ -36,9 +36,12 @@ import numpy as np
 from jaxmarl_coop.runs.io import write_json_atomic, write_text_atomic
 
 #: Bumped whenever what a run folder or its checkpoints hold changes; others are refused.
-FORMAT_VERSION = 1
-#: the config.json format versions :func:`load_run` reads (absent: an older run, read leniently)
-READS_FORMAT_VERSIONS = (1,)
+#: 2: every env's info has ``invalid_actions``, so learner states (and their checkpoints)
+#: hold its episode sums and metrics.csv an ``episode_invalid_actions`` column.
+FORMAT_VERSION = 2
+#: the config.json format versions :func:`load_run` reads (absent: an older run, read
+#: leniently); its files of version 1 differ only by the missing column
+READS_FORMAT_VERSIONS = (1, 2)
 CONFIG, METRICS, EVAL, MARL_EVAL, TIMING = ("config.json", "metrics.csv", "eval.json",
                                             "marl_eval.json", "timing.json")
 CURVE, GIF, CHECKPOINTS = "curve.png", "rollout.gif", "checkpoints"
