@@ -209,3 +209,77 @@ def confine(pos: jax.Array, vel: jax.Array, size: jax.Array, half_width: jax.Arr
     clipped = jnp.clip(pos, -limit, limit)
     into_wall = ((clipped >= limit) & (vel > 0)) | ((clipped <= -limit) & (vel < 0))
     return clipped, jnp.where(into_wall, 0.0, vel)
+
+
+
+#: How far inside a contact circle (absolute distance) still counts as on it, for
+#: :func:`block_obstacles`: float32 round-off of a disc put back on the circle.
+CONTACT_SLACK = 1e-5
+
+
+def block_obstacles(old_pos: jax.Array, pos: jax.Array, vel: jax.Array, size: jax.Array,
+                    obstacle_pos: jax.Array, obstacle_size: jax.Array
+                    ) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Make static obstacles solid: no disc ends a step inside one or passes through one.
+
+    ``old_pos -> pos`` is each disc's straight move over the step (``(N, 2)``) and ``vel``
+    its new velocity. With ``R = size_i + obstacle_size_k`` (the distance of the centres
+    when they touch):
+
+    1. swept test: a disc that starts outside (or on) an obstacle's contact circle and whose
+       path goes inside it is stopped where the path first reaches the circle (the earliest
+       over all obstacles), so no speed lets it tunnel through;
+    2. a disc still inside a contact circle (it started inside, or was pushed in by another
+       disc, or its stop point lies inside another obstacle) is put back radially onto the
+       circle, obstacle by obstacle in index order; where its centre coincides with the
+       obstacle's, it goes back towards where it came from, and along +x if that coincides
+       too (deterministic, never NaN);
+    3. a disc stopped or put back by obstacle ``k`` loses the component of ``vel`` that
+       points into ``k`` (inelastic, like the walls); the tangential component is kept, so
+       it slides around the obstacle, and a disc that keeps pushing into an obstacle rests
+       against it.
+
+    Returns ``(pos, vel, touched)``, ``touched`` ``(N, K)`` bool: stopped or put back by
+    obstacle ``k`` this step.
+    """
+    n, k = pos.shape[0], obstacle_pos.shape[0]
+    if k == 0:
+        return pos, vel, jnp.zeros((n, 0), bool)
+    radius = size[:, None] + obstacle_size[None, :]  # (N, K)
+    inner = jnp.maximum(radius - CONTACT_SLACK, 0.0)
+    move = pos - old_pos  # (N, 2)
+    rel = old_pos[:, None, :] - obstacle_pos[None, :, :]  # (N, K, 2)
+    a = jnp.sum(move * move, axis=-1)[:, None]  # (N, 1)
+    safe_a = jnp.where(a > 0, a, 1.0)
+    b = jnp.sum(rel * move[:, None, :], axis=-1)  # (N, K), < 0: heading inwards
+    start_sq = jnp.sum(rel * rel, axis=-1)
+    closest = jnp.clip(-b / safe_a, 0.0, 1.0)  # where the path comes nearest the centre
+    nearest = rel + closest[..., None] * move[:, None, :]
+    goes_inside = jnp.sum(nearest * nearest, axis=-1) < inner * inner
+    disc = jnp.maximum(b * b - a * (start_sq - radius * radius), 0.0)
+    entry = jnp.clip((-b - jnp.sqrt(disc)) / safe_a, 0.0, 1.0)
+    enters = (start_sq >= inner * inner) & (b < 0) & goes_inside
+    first = jnp.min(jnp.where(enters, entry, 1.0), axis=1)  # (N,)
+    stopped_by = enters & (entry <= first[:, None])
+    pos = old_pos + first[:, None] * move
+    hits = []
+    for j in range(k):
+        centre, r = obstacle_pos[j], radius[:, j:j + 1]
+        offset = pos - centre
+        dist = jnp.sqrt(jnp.sum(offset * offset, axis=-1, keepdims=True))
+        back = old_pos - centre
+        back_dist = jnp.sqrt(jnp.sum(back * back, axis=-1, keepdims=True))
+        normal = jnp.where(dist > 1e-12, offset / jnp.where(dist > 1e-12, dist, 1.0),
+                           jnp.where(back_dist > 1e-12,
+                                     back / jnp.where(back_dist > 1e-12, back_dist, 1.0),
+                                     jnp.array([1.0, 0.0], pos.dtype)))
+        inside = dist < r
+        pos = jnp.where(inside, centre + normal * r, pos)
+        hit = inside[:, 0] | stopped_by[:, j]
+        hits.append(hit)
+        contact = pos - centre  # the outward normal where the disc now touches
+        contact = contact / jnp.maximum(
+            jnp.sqrt(jnp.sum(contact * contact, axis=-1, keepdims=True)), 1e-12)
+        into = jnp.minimum(jnp.sum(vel * contact, axis=-1, keepdims=True), 0.0)
+        vel = jnp.where(hit[:, None], vel - into * contact, vel)
+    return pos, vel, jnp.stack(hits, axis=1)

@@ -1,8 +1,28 @@
 """``tracking-v1``: a team tracks a moving target without colliding (the seed task).
 
 N agents (default 2, discs of ``agent_size``) move with the MPE physics inside the square
-arena ``[-arena_half_width, arena_half_width]^2`` (inelastic walls), among
-``num_obstacles`` static discs (default none). A target point moves at constant
+arena ``[-arena_half_width, arena_half_width]^2`` (inelastic walls: a disc against a wall
+loses the velocity into it), among ``num_obstacles`` static discs (default none, radius
+``obstacle_size``, centres uniform in ``[-0.7, 0.7]^2 * arena_half_width``).
+
+Obstacles are solid (constructor option ``solid_obstacles=True``, the default): besides the
+soft MPE contact force, an agent whose move would enter an obstacle stops where it first
+touches it (a swept test, so no speed tunnels through), an agent left inside one is put back
+onto its surface, and the velocity into the obstacle is removed, so agents slide along
+obstacles and rest against them (``physics.block_obstacles``). The walls are applied after
+the obstacles and win where an obstacle lies closer than an agent's diameter to a wall
+(impossible with the default sizes: obstacles end 0.2 short of the walls). With
+``solid_obstacles=False`` obstacles act only through the soft contact force and the
+penalty: a thrusting agent passes through one within a few steps.
+
+Resets start no agent touching an obstacle or another agent: the agents are placed one by
+one, each at its first of ``1 + RESET_TRIES`` (4) uniform draws that is clear of the
+obstacles and the agents before it (the last draw if none is). Starts still touching,
+measured over 100,000 resets: 0 with 3 agents and 2 obstacles (13 % with one draw), 0 with
+2 agents, 7e-5 with 8 agents and 4 obstacles, 1.1e-3 with 16 and 4; a crowded arena (64
+agents, 8 obstacles) still starts touching 63 % of the time.
+
+A target point moves at constant
 ``target_speed`` along a smooth random path: its heading takes a Gaussian turn of standard
 deviation ``target_turn_std * sqrt(dt)`` each step, and, with ``flee_weight`` w > 0, is
 blended towards the direction away from the nearest agent::
@@ -16,6 +36,10 @@ Team reward, the same for every agent, with ``d_i = ||p_i - p_T||``::
     r = - distance_weight * mean_i d_i
         + capture_bonus * 1[min_i d_i < capture_radius]
         - collision_penalty * (#touching agent pairs + #touching agent-obstacle pairs)
+
+(agents touch when their centres are closer than ``2 agent_size``; an agent touches an
+obstacle when closer than ``agent_size + obstacle_size + 1e-5``, so an agent resting
+against a solid obstacle counts at every step).
 
 ``info``: ``mean_distance`` (mean_i d_i), ``captured`` (1 if some agent is inside the
 capture radius; its episode mean is the fraction of steps with a capture) and
@@ -49,6 +73,13 @@ from jaxmarl_coop.envs.core import (
     concrete_values,
 )
 from jaxmarl_coop.envs.policy import Policy, feed_forward
+
+#: Extra start draws per agent at ``reset`` for an agent whose first start touches an
+#: obstacle or an agent placed before it (the rates still touching are in the module
+#: docstring). They cost random numbers at every reset, and ``AutoReset`` resets at every
+#: step: on a loaded 2-core CPU the auto-reset step of the default task (2 agents, batch
+#: 1024) ran at 0.9-1.2 M steps/s against 1.6-2.5 M with one draw.
+RESET_TRIES = 4
 
 
 @struct.dataclass
@@ -106,10 +137,12 @@ class Tracking(Env[TrackingState, TrackingParams]):
     """N agents in a walled arena track a randomly moving (optionally fleeing) target."""
 
     def __init__(self, num_agents: int = 2, num_obstacles: int = 0,
-                 continuous_actions: bool = False, debug: bool = False) -> None:
+                 continuous_actions: bool = False, solid_obstacles: bool = True,
+                 debug: bool = False) -> None:
         self.num_agents = check_count("num_agents", num_agents, 1)
         physics.check_num_discs("tracking", num_agents=self.num_agents)
         self.num_obstacles = check_count("num_obstacles", num_obstacles, 0)
+        self.solid_obstacles = check_flag("solid_obstacles", solid_obstacles)
         self.continuous_actions = check_flag("continuous_actions", continuous_actions)
         self.debug = check_flag("debug", debug)
         n, k = self.num_agents, self.num_obstacles
@@ -125,14 +158,20 @@ class Tracking(Env[TrackingState, TrackingParams]):
     def reset_env(self, key: jax.Array, params: TrackingParams
                   ) -> tuple[TrackingState, TimeStep]:
         n, k = self.num_agents, self.num_obstacles
-        u = jax.random.uniform(key, (n + k + 2, 2), jnp.float32, -1.0, 1.0)
+        redraw = RESET_TRIES * n if n + k > 1 else 0
+        u = jax.random.uniform(key, (n + k + 2 + redraw, 2), jnp.float32, -1.0, 1.0)
         half = params.arena_half_width
+        agent_pos = u[:n] * (half - params.agent_size)
+        obstacle_pos = u[n + 2:n + k + 2] * 0.7 * half
+        if redraw:
+            agent_pos = self._separate(u[n + k + 2:].reshape(RESET_TRIES, n, 2), agent_pos,
+                                       obstacle_pos, params)
         state = TrackingState(
-            agent_pos=u[:n] * (half - params.agent_size),
+            agent_pos=agent_pos,
             agent_vel=jnp.zeros((n, 2), jnp.float32),
             target_pos=u[n] * 0.8 * half,
             target_heading=u[n + 1, 0] * jnp.pi,
-            obstacle_pos=u[n + 2:] * 0.7 * half,
+            obstacle_pos=obstacle_pos,
             step=jnp.zeros((), jnp.int32))
         reward, info = self._reward(state, params)
         return state, self._timestep(state, jnp.zeros_like(reward), info, params)
@@ -142,14 +181,16 @@ class Tracking(Env[TrackingState, TrackingParams]):
         n = self.num_agents
         ones = jnp.ones((n,), jnp.float32)
         size = ones * params.agent_size
+        obstacle_size = jnp.full((self.num_obstacles,), params.obstacle_size, jnp.float32)
         pos, vel = physics.world_step(
             state.agent_pos, state.agent_vel,
             physics.action_direction(actions, self.continuous_actions),
             size=size, mass=ones * params.agent_mass, accel=ones * params.agent_accel,
             max_speed=ones * params.agent_max_speed, collide=jnp.ones((n,), bool),
-            obstacle_pos=state.obstacle_pos,
-            obstacle_size=jnp.full((self.num_obstacles,), params.obstacle_size, jnp.float32),
-            params=params.world)
+            obstacle_pos=state.obstacle_pos, obstacle_size=obstacle_size, params=params.world)
+        if self.solid_obstacles:
+            pos, vel, _ = physics.block_obstacles(state.agent_pos, pos, vel, size,
+                                                  state.obstacle_pos, obstacle_size)
         pos, vel = physics.confine(pos, vel, size, params.arena_half_width)
         target_pos, heading = self._move_target(key, state, params)
         state = state.replace(agent_pos=pos, agent_vel=vel, target_pos=target_pos,
@@ -199,16 +240,57 @@ class Tracking(Env[TrackingState, TrackingParams]):
         to_target = jnp.sqrt(jnp.sum((state.agent_pos - state.target_pos) ** 2, axis=-1))
         mean_distance = jnp.mean(to_target)
         captured = (jnp.min(to_target) < params.capture_radius).astype(jnp.float32)
-        _, between = physics.pair_distances(state.agent_pos, state.agent_pos)
-        pairs = jnp.sum(jnp.triu(between < 2.0 * params.agent_size, k=1))
-        collisions = pairs.astype(jnp.float32)
-        if self.num_obstacles > 0:
-            _, to_obstacle = physics.pair_distances(state.agent_pos, state.obstacle_pos)
-            collisions += jnp.sum(to_obstacle < params.agent_size + params.obstacle_size)
+        collisions = self._touching(state.agent_pos, state.obstacle_pos, params)
         team = (-params.distance_weight * mean_distance + params.capture_bonus * captured
                 - params.collision_penalty * collisions)
         info = {"mean_distance": mean_distance, "captured": captured, "collisions": collisions}
         return jnp.full((n,), team, jnp.float32), info
+
+    def _separate(self, redraws: jax.Array, agent_pos: jax.Array, obstacle_pos: jax.Array,
+                  params: TrackingParams) -> jax.Array:
+        """Agent by agent, keep its start or else the first of its ``RESET_TRIES`` redraws
+        (``redraws``: ``(RESET_TRIES, N, 2)`` uniform on ``[-1, 1]``, drawn with the rest of
+        the reset) that touches neither an obstacle nor an agent placed before it; the last
+        redraw if none is clear. Obstacles stay where they are and may overlap each other."""
+        n, k = self.num_agents, self.num_obstacles
+        redraws = redraws * (params.arena_half_width - params.agent_size)
+        agent_gap = (2.0 * params.agent_size) ** 2
+        obstacle_gap = (params.agent_size + params.obstacle_size + physics.CONTACT_SLACK) ** 2
+        placed = []
+        for i in range(n):
+            if i == 0 and k == 0:
+                placed.append(agent_pos[0])
+                continue
+            candidates = jnp.concatenate([agent_pos[i][None], redraws[:, i]])  # (T + 1, 2)
+            bad = jnp.zeros((RESET_TRIES + 1,), bool)
+            if i > 0:
+                delta = candidates[:, None, :] - jnp.stack(placed)[None, :, :]
+                bad |= jnp.any(jnp.sum(delta * delta, axis=-1) < agent_gap, axis=1)
+            if k > 0:
+                delta = candidates[:, None, :] - obstacle_pos[None, :, :]
+                bad |= jnp.any(jnp.sum(delta * delta, axis=-1) < obstacle_gap, axis=1)
+            first = jnp.argmax((~bad).at[-1].set(True))
+            pick = (jnp.arange(RESET_TRIES + 1) == first).astype(candidates.dtype)
+            placed.append(pick @ candidates)
+        return jnp.stack(placed)
+
+    def _touching(self, agent_pos: jax.Array, obstacle_pos: jax.Array,
+                  params: TrackingParams) -> jax.Array:
+        """#touching agent pairs + #agent-obstacle contacts (float32 scalar).
+
+        Agents touch when their centres are closer than ``2 agent_size``; an agent touches
+        an obstacle when its centre is closer than ``agent_size + obstacle_size +
+        physics.CONTACT_SLACK`` to the obstacle's, so an agent resting against a solid
+        obstacle (put back exactly onto the contact circle, up to round-off) counts.
+        """
+        _, between = physics.pair_distances(agent_pos, agent_pos)
+        collisions = jnp.sum(jnp.triu(between < 2.0 * params.agent_size, k=1)
+                             ).astype(jnp.float32)
+        if self.num_obstacles > 0:
+            _, to_obstacle = physics.pair_distances(agent_pos, obstacle_pos)
+            collisions += jnp.sum(to_obstacle < params.agent_size + params.obstacle_size
+                                  + physics.CONTACT_SLACK)
+        return collisions
 
     def target_velocity(self, state: TrackingState, params: TrackingParams) -> jax.Array:
         return params.target_speed * jnp.stack([jnp.cos(state.target_heading),

@@ -92,3 +92,60 @@ def test_random_policy_respects_the_mask():
     draws = jax.vmap(lambda k: policy(k, ts, ())[0])(jax.random.split(jax.random.PRNGKey(0), 200))
     assert set(np.asarray(draws[:, 0]).tolist()) == {1}
     assert set(np.asarray(draws[:, 1]).tolist()) == {3, 4}
+
+
+def _thrust_right(solid, **kw):
+    """One agent 0.5 left of an obstacle's centre thrusts right for 15 steps: x positions
+    and collision counts."""
+    env, params = make("tracking-v1", num_agents=1, num_obstacles=1, solid_obstacles=solid,
+                       **kw)
+    state, _ = env.reset(jax.random.PRNGKey(0), params)
+    state = state.replace(agent_pos=jnp.array([[-0.5, 0.0]]), obstacle_pos=jnp.zeros((1, 2)))
+    step = jax.jit(env.step)
+    xs, collisions = [], []
+    for i in range(15):
+        state, ts = step(jax.random.PRNGKey(i), state, jnp.array([2]), params)
+        xs.append(float(state.agent_pos[0, 0]))
+        collisions.append(float(ts.info["collisions"]))
+    return np.array(xs), np.array(collisions)
+
+
+def test_solid_obstacles_stop_an_agent_at_any_speed():
+    xs, collisions = _thrust_right(False)
+    assert xs[-1] > 0.15  # pass-through obstacles (the old default): it crosses
+    xs, collisions = _thrust_right(True)
+    contact = -0.15  # agent_size + obstacle_size
+    assert np.all(xs <= contact + 1e-5) and abs(xs[-1] - contact) < 1e-5
+    assert collisions[-1] == 1.0  # resting against it while pushing counts as touching
+    # a step much longer than the obstacle (speed 20, 2 per step) cannot tunnel through
+    xs, _ = _thrust_right(True, agent_max_speed=20.0, agent_accel=400.0)
+    assert np.all(xs <= contact + 1e-5)
+
+
+def test_block_obstacles_slides_and_handles_coincident_centres():
+    from jaxmarl_coop.envs import physics
+
+    size, obstacle = jnp.array([0.05]), (jnp.zeros((1, 2)), jnp.array([0.1]))
+    # on the contact circle at its left, moving right and up: the inward part is removed
+    pos, vel, touched = physics.block_obstacles(
+        jnp.array([[-0.15, 0.0]]), jnp.array([[-0.05, 0.05]]), jnp.array([[1.0, 0.5]]),
+        size, *obstacle)
+    np.testing.assert_allclose(np.linalg.norm(pos), 0.15, rtol=1e-5)
+    np.testing.assert_allclose(vel, [[0.0, 0.5]], atol=1e-6)
+    assert bool(touched[0, 0])
+    # a disc sitting on the obstacle's centre (no direction to push it along) goes to +x
+    pos, vel, _ = physics.block_obstacles(jnp.zeros((1, 2)), jnp.zeros((1, 2)),
+                                          jnp.array([[-1.0, 0.0]]), size, *obstacle)
+    np.testing.assert_allclose(pos, [[0.15, 0.0]], atol=1e-6)
+    np.testing.assert_allclose(vel, [[0.0, 0.0]], atol=1e-6)
+
+
+def test_resets_start_without_contact():
+    env, params = make("tracking-v1", num_agents=3, num_obstacles=2)
+
+    def touching(key):
+        _, ts = env.reset(key, params)
+        return ts.info["collisions"]
+
+    counts = jax.jit(jax.vmap(touching))(jax.random.split(jax.random.PRNGKey(0), 4000))
+    assert float(jnp.max(counts)) == 0.0  # one draw alone touches 13 % of the time
