@@ -25,11 +25,17 @@ agents, 8 obstacles) still starts touching 63 % of the time.
 A target point moves at constant
 ``target_speed`` along a smooth random path: its heading takes a Gaussian turn of standard
 deviation ``target_turn_std * sqrt(dt)`` each step, and, with ``flee_weight`` w > 0, is
-blended towards the direction away from the nearest agent::
+blended towards the direction ``f = unit(p_T - p_nearest)`` away from the nearest agent::
 
-    heading <- angle((1 - w) * (cos h, sin h) + w * unit(p_T - p_nearest))
+    heading <- angle((1 - w) * (c - min(c . f, 0) f) + w * f),    c = (cos h, sin h)
 
-The target bounces off the walls (mirror reflection of position and heading).
+The target moves after the agents, so it flees from where they are after their move. The
+wander direction loses its component towards the nearest agent before the blend, so with
+any w > 0 the target never heads towards that agent (a plain blend kept heading at it for
+w <= 0.5). A wandering target (w = 0) bounces off the walls (mirror reflection of position
+and heading); a fleeing one (w > 0) slides along them: it stops at the wall on that axis and
+its heading keeps only the component along the wall (pressed into a corner it stays there
+instead of jiggling in and out of it).
 
 Team reward, the same for every agent, with ``d_i = ||p_i - p_T||``::
 
@@ -192,32 +198,46 @@ class Tracking(Env[TrackingState, TrackingParams]):
             pos, vel, _ = physics.block_obstacles(state.agent_pos, pos, vel, size,
                                                   state.obstacle_pos, obstacle_size)
         pos, vel = physics.confine(pos, vel, size, params.arena_half_width)
-        target_pos, heading = self._move_target(key, state, params)
+        target_pos, heading = self._move_target(key, state.target_pos, state.target_heading,
+                                                pos, params)
         state = state.replace(agent_pos=pos, agent_vel=vel, target_pos=target_pos,
                               target_heading=heading, step=state.step + 1)
         reward, info = self._reward(state, params)
         return state, self._timestep(state, reward, info, params)
 
-    def _move_target(self, key: jax.Array, state: TrackingState, params: TrackingParams
+    def _move_target(self, key: jax.Array, target_pos: jax.Array, heading: jax.Array,
+                     agent_pos: jax.Array, params: TrackingParams
                      ) -> tuple[jax.Array, jax.Array]:
-        dt = params.world.dt
+        """The target's step, after the agents' (``agent_pos``: where they are now)."""
+        dt, w = params.world.dt, params.flee_weight
         turn = jax.random.normal(key, (), jnp.float32) * params.target_turn_std * jnp.sqrt(dt)
-        heading = state.target_heading + turn
+        heading = heading + turn
         wander = jnp.stack([jnp.cos(heading), jnp.sin(heading)])
-        away = state.target_pos[None, :] - state.agent_pos  # (N, 2)
+        away = target_pos[None, :] - agent_pos  # (N, 2)
         nearest = jnp.argmin(jnp.sum(away * away, axis=-1))
-        want = (1.0 - params.flee_weight) * wander + params.flee_weight * _unit(away[nearest])
+        flee = _unit(away[nearest])
+        # fleeing never heads towards the nearest agent: the wander loses that component
+        towards = jnp.minimum(jnp.sum(wander * flee), 0.0)
+        wander = jnp.where(w > 0, wander - towards * flee, wander)
+        want = (1.0 - w) * wander + w * flee
         heading = jnp.where(jnp.sum(want * want) > 1e-12, jnp.arctan2(want[1], want[0]), heading)
-        pos = state.target_pos + params.target_speed * dt * jnp.stack([jnp.cos(heading),
-                                                                       jnp.sin(heading)])
-        # mirror off the walls: position folded back inside, heading reflected per axis
+        direction = jnp.stack([jnp.cos(heading), jnp.sin(heading)])
+        pos = target_pos + params.target_speed * dt * direction
         half = params.arena_half_width
         over_hi, over_lo = pos > half, pos < -half
-        pos = jnp.where(over_hi, 2 * half - pos, jnp.where(over_lo, -2 * half - pos, pos))
-        flip = over_hi | over_lo
-        direction = jnp.stack([jnp.cos(heading), jnp.sin(heading)])
-        direction = jnp.where(flip, -direction, direction)
-        return jnp.clip(pos, -half, half), jnp.arctan2(direction[1], direction[0])
+        out = over_hi | over_lo
+        # a wandering target (w = 0) mirrors off the walls: position folded back inside,
+        # heading reflected per axis; a fleeing one slides: it stops at the wall on that axis
+        # and its heading keeps only the component along the wall
+        mirrored = jnp.where(over_hi, 2 * half - pos, jnp.where(over_lo, -2 * half - pos, pos))
+        mirrored_dir = jnp.where(out, -direction, direction)
+        slid_dir = jnp.where(out, 0.0, direction)
+        slides = w > 0
+        pos = jnp.where(slides, pos, mirrored)
+        new_dir = jnp.where(slides, slid_dir, mirrored_dir)
+        heading = jnp.where(jnp.sum(new_dir * new_dir) > 1e-12,
+                            jnp.arctan2(new_dir[1], new_dir[0]), heading)
+        return jnp.clip(pos, -half, half), heading
 
     def render(self, state: TrackingState, params: TrackingParams | None = None, *,
                size: int | None = None) -> np.ndarray:

@@ -149,3 +149,48 @@ def test_resets_start_without_contact():
 
     counts = jax.jit(jax.vmap(touching))(jax.random.split(jax.random.PRNGKey(0), 4000))
     assert float(jnp.max(counts)) == 0.0  # one draw alone touches 13 % of the time
+
+
+def _flee_step(state, params, env, steps=1):
+    for i in range(steps):
+        state, _ = env.step(jax.random.PRNGKey(i), state, jnp.zeros(env.num_agents, jnp.int32),
+                            params)
+    return state
+
+
+def test_the_target_flees_from_where_the_agents_are_after_their_move():
+    env, params = make("tracking-v1", num_agents=1, flee_weight=1.0, target_turn_std=0.0)
+    state, _ = env.reset(jax.random.PRNGKey(0), params)
+    # the agent moves from (0, 0) to (0.1, 0) this step: fleeing from its new position
+    # takes the target (at x = 0.05) left, from its old position right
+    state = state.replace(agent_pos=jnp.array([[0.0, 0.0]]), agent_vel=jnp.array([[1.0, 0.0]]),
+                          target_pos=jnp.array([0.05, 0.3]), target_heading=jnp.array(0.0))
+    new = _flee_step(state, params, env)
+    assert float(new.target_pos[0]) < 0.05
+
+
+def test_a_weak_flee_still_turns_a_target_heading_at_the_nearest_agent():
+    for w in (0.1, 0.5):
+        env, params = make("tracking-v1", num_agents=1, flee_weight=w, target_turn_std=0.0)
+        state, _ = env.reset(jax.random.PRNGKey(0), params)
+        state = state.replace(agent_pos=jnp.array([[0.0, 0.0]]),
+                              target_pos=jnp.array([0.5, 0.0]), target_heading=jnp.array(np.pi))
+        new = _flee_step(state, params, env)
+        np.testing.assert_allclose(np.asarray(new.target_pos), [0.55, 0.0], atol=1e-6)
+
+
+def test_a_fleeing_target_slides_along_the_wall_and_rests_in_a_corner():
+    env, params = make("tracking-v1", num_agents=1, flee_weight=1.0, target_turn_std=0.0)
+    state, _ = env.reset(jax.random.PRNGKey(0), params)
+    # the agent (held still) is left of and a little below the target at the right wall
+    state = state.replace(agent_pos=jnp.array([[0.5, 0.45]]), agent_vel=jnp.zeros((1, 2)),
+                          target_pos=jnp.array([0.98, 0.5]), target_heading=jnp.array(0.0))
+    ys = []
+    for i in range(60):
+        state = _flee_step(state, params, env)
+        if i > 0:
+            assert abs(float(state.target_pos[0]) - 1.0) < 1e-6  # on the wall, no jiggle
+        ys.append(float(state.target_pos[1]))
+    assert np.all(np.diff(ys) >= -1e-7) and ys[-1] == 1.0  # up along the wall, into the corner
+    np.testing.assert_allclose(np.asarray(_flee_step(state, params, env, 3).target_pos),
+                               [1.0, 1.0], atol=1e-6)
