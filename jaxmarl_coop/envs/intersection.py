@@ -14,17 +14,25 @@ Actions ``Discrete(3)``: ``[keep, accelerate, brake]`` (0 is the no-op). Every s
 
 Then, on the new positions, in this order:
 
-- collision: a pair of vehicles on *different* lanes both inside the conflict zone; every
-  such pair counts once (``collisions``). Vehicles on the same lane never collide (think of
-  an overtaking lane): only the crossing conflict matters.
+- collision: a pair of vehicles on *different* lanes both inside the conflict zone at some
+  instant of the step (swept, not only at its end: each vehicle moves at ``v'`` from ``s``
+  to ``s'``, and the pair collides when its two time intervals inside ``[z0, z1]``
+  overlap, touching included); every such pair counts once (``collisions``). Vehicles on
+  the same lane never collide (think of an overtaking lane): only the crossing conflict
+  matters.
 - crossing: a vehicle with ``s' >= L`` has exited the far end (``crossings``).
 - every vehicle that collided or exited respawns at the start of its lane as a new vehicle
   (the same agent): ``s ~ U[0, spawn_length)``, ``v ~ U[0, max_speed)``. ``reset`` places
   every vehicle the same way. The agent count never changes and every action is always
   legal (the action mask is all True).
 
-``max_speed * dt <= zone_width`` is required, so no vehicle skips over the zone between
-two steps, and ``spawn_length < z0``, so no vehicle spawns inside it. Defaults: ``dt = 0.1``,
+``max_speed * dt <= zone_width`` is required (no vehicle skips over the zone between two
+steps, so it is seen inside it at a step too), ``spawn_length < z0``, so no vehicle spawns
+inside it, and ``spawn_length + braking_distance(max_speed) <= z0 - 1e-3 L``: every vehicle,
+wherever and however fast it spawns, can stop before the zone by braking from its first
+step (so a collision is always the policy's doing, and the fixed-time light can keep its
+guarantee). ``zone_width=0.2, max_speed=1`` fails it: a vehicle spawned at 0.3 at speed 1
+still moves 0.45 braking, past ``z0 = 0.4``. Defaults: ``dt = 0.1``,
 ``accel = 1``, ``max_speed = 0.5`` (a trip takes at least 20 steps, 5 steps from standstill
 to full speed and back), ``zone_width = 0.1``, ``spawn_length = 0.3``.
 
@@ -122,12 +130,42 @@ class IntersectionParams:
         if speed is not None and dt is not None and width is not None:
             check_param("max_speed * dt (the longest step, must not skip over the zone: "
                         "at most zone_width)", np.asarray(speed * dt).tolist(), high=width)
+        accel, spawn = concrete_values(self.accel), concrete_values(self.spawn_length)
+        if None not in (speed, dt, width, length, accel, spawn):
+            stop = spawn + np.asarray(braking_distance(np.asarray(speed, np.float64),
+                                                       self, xp=np))
+            stop_line = (length - width) / 2 - 1e-3 * length
+            if np.any(stop > stop_line):
+                raise ValueError(
+                    f"spawn_length + braking_distance(max_speed) must be at most "
+                    f"(lane_length - zone_width) / 2 - 1e-3 lane_length = "
+                    f"{np.asarray(stop_line).tolist()} (a vehicle spawned anywhere at any "
+                    f"speed must be able to stop before the conflict zone), got "
+                    f"{np.asarray(stop).tolist()} from spawn_length={self.spawn_length!r}, "
+                    f"max_speed={self.max_speed!r}, accel={self.accel!r}, dt={self.dt!r}, "
+                    f"zone_width={self.zone_width!r}, lane_length={self.lane_length!r}")
 
 
 def zone_bounds(params: IntersectionParams) -> tuple[jax.Array, jax.Array]:
     """``(z0, z1)``: the conflict zone's first and last position on either lane."""
     return ((params.lane_length - params.zone_width) / 2,
             (params.lane_length + params.zone_width) / 2)
+
+
+def zone_occupancy(position: jax.Array, speed: jax.Array, params: IntersectionParams
+                   ) -> tuple[jax.Array, jax.Array]:
+    """``(enter, leave)``: the times within a step (``[0, dt]``) during which a vehicle
+    moving from ``position`` at the constant ``speed`` (its new speed) is in the conflict
+    zone ``[z0, z1]``; ``enter > leave`` when it is never there during the step."""
+    z0, z1 = zone_bounds(params)
+    moving = speed > 0
+    safe = jnp.where(moving, speed, 1.0)
+    inside = (position >= z0) & (position <= z1)
+    enter = jnp.where(moving, jnp.maximum((z0 - position) / safe, 0.0),
+                      jnp.where(inside, 0.0, jnp.inf))
+    leave = jnp.where(moving, jnp.minimum((z1 - position) / safe, params.dt),
+                      jnp.where(inside, params.dt, -jnp.inf))
+    return enter, leave
 
 
 class Intersection(Env[IntersectionState, IntersectionParams]):
@@ -167,10 +205,11 @@ class Intersection(Env[IntersectionState, IntersectionParams]):
         speed = jnp.clip(state.speed + change, 0.0, params.max_speed).astype(jnp.float32)
         moved = (speed * params.dt).astype(jnp.float32)
         position = state.position + moved
-        z0, z1 = zone_bounds(params)
-        in_zone = (position >= z0) & (position <= z1)
+        enter, leave = zone_occupancy(state.position, speed, params)
         lanes = jnp.asarray(self.lanes)
-        pairs = in_zone[:, None] & in_zone[None, :] & (lanes[:, None] != lanes[None, :])
+        pairs = ((jnp.maximum(enter[:, None], enter[None, :])
+                  <= jnp.minimum(leave[:, None], leave[None, :]))
+                 & (lanes[:, None] != lanes[None, :]))
         collided = jnp.any(pairs, axis=1)
         crossed = position >= params.lane_length
         respawn = collided | crossed
@@ -252,19 +291,51 @@ def always_go_policy(env: Intersection) -> Policy:
     return feed_forward(policy)
 
 
-def braking_distance(speed: jax.Array, params: IntersectionParams) -> jax.Array:
+def braking_distance(speed: jax.Array, params: IntersectionParams, xp=jnp) -> jax.Array:
     """How far a vehicle at ``speed`` still moves when it brakes at every step from now on.
 
     With ``b = accel * dt`` and ``k = floor(speed / b)`` braking steps before it stands:
-    ``dt * Σ_{m=1..k} (speed - m b) = dt * (k speed - b k (k + 1) / 2)``.
+    ``dt * Σ_{m=1..k} (speed - m b) = dt * (k speed - b k (k + 1) / 2)``. ``xp``: the array
+    module (``numpy`` for checks on concrete params).
     """
     b = params.accel * params.dt
-    k = jnp.floor(speed / b)
+    k = xp.floor(speed / b)
     return params.dt * (k * speed - b * k * (k + 1) / 2)
 
 
+def light_clearance(params: IntersectionParams) -> int:
+    """The fewest all-red steps after which every vehicle that could not stop when its red
+    began has left the zone (``fixed_time_light_policy``'s guarantee), from concrete params.
+
+    Such a vehicle, at speed ``v`` when red begins, is at least at
+    ``stop_line - braking_distance(v)`` (else it could stop) and accelerates from there;
+    the count is the most steps it takes over ``v`` in ``[0, max_speed]`` (a fine grid plus
+    every multiple of ``accel * dt``) until it is past ``z1``. Default params: 5.
+    """
+    values = [concrete_values(getattr(params, name)) for name in
+              ("dt", "accel", "max_speed", "lane_length", "zone_width")]
+    if any(v is None or np.ndim(v) for v in values):
+        raise ValueError("light_clearance needs concrete scalar params (not traced or "
+                         "batched): pass clearance= explicitly")
+    dt, accel, max_speed, length, width = (float(v) for v in values)
+    b = accel * dt
+    z1 = (length + width) / 2
+    stop_line = (length - width) / 2 - 1e-3 * length
+    speed = np.unique(np.concatenate([np.linspace(0.0, max_speed, 2001),
+                                      np.arange(0.0, max_speed, b), [max_speed]]))
+    position = stop_line - np.asarray(braking_distance(speed, params, xp=np))
+    steps = np.zeros(speed.shape, np.int64)
+    while np.any(position <= z1):
+        going = position <= z1
+        speed = np.minimum(speed + b, max_speed)
+        position = np.where(going, position + speed * dt, position)
+        steps += going
+    return int(steps.max())
+
+
 def fixed_time_light_policy(env: Intersection, params: IntersectionParams | None = None, *,
-                            light_period: int = 20, clearance: int = 5) -> Policy:
+                            light_period: int | None = None,
+                            clearance: int | None = None) -> Policy:
     """A traffic light with a fixed cycle that every vehicle obeys, from its own observation.
 
     Step ``t`` (read from the observation's ``t / max_steps``, hence ``params``: default
@@ -275,15 +346,40 @@ def fixed_time_light_policy(env: Intersection, params: IntersectionParams | None
     a vehicle before the zone takes the fastest action (accelerate, keep, brake) after
     which braking still stops it at least ``1e-3 L`` short of the zone, and accelerates
     through if even braking now cannot stop it there (it was too close when red began).
-    With the default params and timing no two vehicles ever meet in the zone, but each
-    lane is green for only ``light_period - clearance`` of every ``2 light_period`` steps.
+
+    Guarantee: no two vehicles ever meet in the zone (swept over each step), for any valid
+    params (the env requires that every spawned vehicle can stop before the zone), as long
+    as ``clearance`` is at least ``light_clearance(params)``, the all-red steps that the
+    slowest vehicle which could not stop needs to leave the zone. ``clearance=None`` (the
+    default) takes exactly that (5 with the default params) and a smaller one is a
+    ``ValueError``; ``light_period=None`` takes ``max(20, clearance + 15)`` (20 by
+    default). Each lane is green for only ``light_period - clearance`` of every
+    ``2 light_period`` steps.
     """
-    light_period = check_count("light_period", light_period, 1)
+    params = env.default_params() if params is None else params
+    if clearance is None or light_period is None or clearance > 0:
+        try:
+            needed = light_clearance(params)
+        except ValueError:
+            if clearance is None or light_period is None:
+                raise
+            needed = None  # traced params and explicit timing: the caller's word
+    if clearance is None:
+        clearance = needed
     clearance = check_count("clearance", clearance, 0)
+    if needed is not None and clearance < needed:
+        raise ValueError(
+            f"clearance must be at least {needed} all-red steps for these params "
+            f"(max_speed={params.max_speed!r}, accel={params.accel!r}, dt={params.dt!r}, "
+            f"zone_width={params.zone_width!r}, lane_length={params.lane_length!r}): a "
+            f"vehicle that cannot stop when red begins needs that long to leave the zone; "
+            f"got {clearance!r}")
+    if light_period is None:
+        light_period = max(20, clearance + 15)
+    light_period = check_count("light_period", light_period, 1)
     if clearance >= light_period:
         raise ValueError(f"clearance must be < light_period ({light_period}), "
                          f"got {clearance!r}")
-    params = env.default_params() if params is None else params
 
     def policy(key: jax.Array, timestep: TimeStep) -> jax.Array:
         del key

@@ -19,6 +19,7 @@ from jaxmarl_coop.envs.intersection import (
     IntersectionState,
     always_go_policy,
     fixed_time_light_policy,
+    light_clearance,
 )
 
 # dyadic numbers, so every step below is exact in float32: a speed step accel * dt = 0.25,
@@ -84,8 +85,8 @@ def test_a_collision_is_exactly_two_crossing_vehicles_in_the_zone_together():
     assert np.all((np.asarray(new.speed[:2]) >= 0.0) & (np.asarray(new.speed[:2]) < 1.0))
     np.testing.assert_array_equal(np.asarray(new.position[2:]), [0.5, 0.0])
 
-    # stopping one step short (3.375 < 3.5) or having left (4.625 > 4.5): no collision
-    for position in (3.125, 4.375):
+    # stopping one step short (3.375 < 3.5) or having left (4.625 -> 4.875): no collision
+    for position in (3.125, 4.625):
         new, ts = _step(env, _state([position, 4.0, 0.5, 0.0], [0.5, 0.0, 0.0, 0.0]), [KEEP] * 4)
         assert int(new.collisions) == 0 and not np.any(np.asarray(new.collided))
         np.testing.assert_array_equal(np.asarray(ts.reward), np.zeros(4))
@@ -99,6 +100,24 @@ def test_a_collision_is_exactly_two_crossing_vehicles_in_the_zone_together():
     assert int(new.collisions) == 2 and float(ts.info["collisions"]) == 2
     np.testing.assert_array_equal(np.asarray(new.collided), [True, True, True, False])
     np.testing.assert_array_equal(np.asarray(ts.reward), [-6.0] * 4)
+
+
+def test_collisions_are_swept_over_the_step():
+    env = Intersection(num_agents=2)
+    # vehicle 0 (lane 0) leaves the zone [3.5, 4.5] during the step (4.375 -> 4.625, out at
+    # a quarter of it, t = 0.125); vehicle 1 (lane 1) enters it (3.25 -> 3.5, at its end):
+    # never inside together, no collision
+    new, _ = _step(env, _state([4.375, 3.25], [0.5, 0.5]), [KEEP, KEEP])
+    assert int(new.collisions) == 0
+    # vehicle 1 enters at a quarter of the step (3.4375 -> 3.6875) while vehicle 0 is still
+    # inside until half of it (4.4375 -> 4.5625): inside together in between, though at
+    # neither end of the step
+    new, ts = _step(env, _state([4.4375, 3.4375], [0.25, 0.5]), [KEEP, KEEP])
+    assert int(new.collisions) == 1 and float(ts.info["collisions"]) == 1
+    np.testing.assert_array_equal(np.asarray(new.collided), [True, True])
+    # touching: vehicle 0 leaves exactly when vehicle 1 enters (at half the step)
+    new, _ = _step(env, _state([4.375, 3.25], [0.25, 0.5]), [KEEP, KEEP])
+    assert int(new.collisions) == 1
 
 
 def test_a_crossing_is_counted_and_rewarded_when_a_vehicle_exits():
@@ -167,12 +186,14 @@ def test_reference_policies_rank_as_documented():
         "light": fixed_time_light_policy(env), "go": always_go_policy(env),
         "random": random_policy(env)})
     light, go, rand = figures["light"], figures["go"], figures["random"]
-    # these 128 episodes (team return, crossings, collisions per episode): light 40.7, 10.2,
-    # 0 (never one); always-go -45.5, 15.3, 6.7; random -17.2, 6.8, 2.8
+    # these 128 episodes (team return, crossings, collisions per episode, swept collisions):
+    # light 40.7, 10.2, 0 (never one); always-go -104.8, 13.1, 9.8; random -27.5, 6.4, 3.3
+    # (collisions checked only at step instants: always-go -45.5, 15.3, 6.7; random -17.2,
+    # 6.8, 2.8)
     assert light["max_collisions"] == 0.0
     assert go["collisions"] > 5.0 and go["collisions"] > 2 * rand["collisions"]
-    assert go["crossings"] > 1.3 * light["crossings"] > 1.3 * rand["crossings"]
-    assert light["return"] > rand["return"] + 40.0 and rand["return"] > go["return"] + 15.0
+    assert go["crossings"] > 1.2 * light["crossings"] > 1.3 * rand["crossings"]
+    assert light["return"] > rand["return"] + 40.0 and rand["return"] > go["return"] + 40.0
 
 
 @pytest.mark.parametrize("num_agents", [2, 6])
@@ -185,7 +206,7 @@ def test_fixed_time_light_never_collides_with_other_team_sizes(num_agents):
 
 def test_fixed_time_light_cycle():
     env = Intersection(num_agents=2)  # vehicle 0 on lane 0, vehicle 1 on lane 1
-    policy = fixed_time_light_policy(env, EXACT, light_period=8, clearance=2)
+    policy = fixed_time_light_policy(env, EXACT, light_period=8, clearance=4)
 
     @jax.jit
     def decide(position, speed, step):
@@ -197,17 +218,18 @@ def test_fixed_time_light_cycle():
         return np.asarray(decide(jnp.asarray(position, jnp.float32),
                                  jnp.asarray(speed, jnp.float32), step))
 
-    # steps 0-1 all red: the fastest action after which braking still stops short of the
+    # steps 0-3 all red: the fastest action after which braking still stops short of the
     # zone (3.5 - 0.008); from 3.0 braking at speed v stops at 3 + (v - 0.25) / 2 + ...
     far, near = [1.0, 1.0], [3.0, 3.0]
     np.testing.assert_array_equal(actions(far, [0.25, 0.25], 1), [ACCELERATE, ACCELERATE])
     np.testing.assert_array_equal(actions(near, [0.25, 0.25], 0), [ACCELERATE] * 2)  # 3.375
     np.testing.assert_array_equal(actions(near, [0.5, 0.5], 0), [KEEP, KEEP])  # 3.375
     np.testing.assert_array_equal(actions(near, [0.75, 0.75], 0), [BRAKE, BRAKE])  # 3.375
-    # steps 2-7 lane 0 green, steps 10-15 lane 1 green (8, 9 all red), then again
-    for step, expected in ((2, [ACCELERATE, BRAKE]), (7, [ACCELERATE, BRAKE]),
-                           (9, [BRAKE, BRAKE]), (10, [BRAKE, ACCELERATE]),
-                           (15, [BRAKE, ACCELERATE]), (18, [ACCELERATE, BRAKE])):
+    # steps 4-7 lane 0 green, steps 12-15 lane 1 green (8-11 all red), then again
+    for step, expected in ((4, [ACCELERATE, BRAKE]), (7, [ACCELERATE, BRAKE]),
+                           (8, [BRAKE, BRAKE]), (11, [BRAKE, BRAKE]),
+                           (12, [BRAKE, ACCELERATE]), (15, [BRAKE, ACCELERATE]),
+                           (19, [BRAKE, BRAKE]), (20, [ACCELERATE, BRAKE])):
         np.testing.assert_array_equal(actions(near, [0.75, 0.75], step), expected, str(step))
     # too close to stop (braking now ends at 3.625): go through; inside the zone: go on
     np.testing.assert_array_equal(actions([3.25, 4.0], [0.75, 0.0], 0), [ACCELERATE] * 2)
@@ -240,6 +262,26 @@ def test_bad_counts_raise_naming_the_value():
         fixed_time_light_policy(env, light_period=0)
     with pytest.raises(ValueError, match=r"clearance .*got 4"):
         fixed_time_light_policy(env, light_period=4, clearance=4)
+    # the default params need 5 all-red steps: fewer cannot keep the light's guarantee
+    with pytest.raises(ValueError, match=r"clearance must be at least 5 .*got 4"):
+        fixed_time_light_policy(env, clearance=4)
+
+
+def test_params_where_a_spawned_vehicle_cannot_stop_before_the_zone_are_refused():
+    # at speed 1 a vehicle spawned at 0.3 still moves 0.45 braking: past z0 = 0.4
+    with pytest.raises(ValueError, match=r"spawn_length \+ braking_distance.*max_speed=1\.0"):
+        IntersectionParams(zone_width=0.2, max_speed=1.0)
+    IntersectionParams(zone_width=0.2, max_speed=1.0, lane_length=2.0)  # z0 = 0.9: fine
+
+
+def test_fixed_time_light_never_collides_with_other_valid_params():
+    # a long, wide zone with fast vehicles: the light takes the 7 all-red steps it needs
+    env = Intersection(num_agents=4)
+    params = IntersectionParams(lane_length=2.0, zone_width=0.2, max_speed=1.0)
+    assert light_clearance(params) == 7 and light_clearance(env.default_params()) == 5
+    light = _figures(env, params, {"light": fixed_time_light_policy(env, params)},
+                     episodes=32)["light"]
+    assert light["max_collisions"] == 0.0 and light["crossings"] > 4
 
 
 def _check_timestep(env, ts, batch=()):
