@@ -204,6 +204,12 @@ class LoadBalancing(Env[LoadBalancingState, LoadBalancingParams]):
             state.job_size, state.last_server, state.routed_size, state.dropped,
             title=title, size=size)
 
+    def check_params(self, params: LoadBalancingParams) -> None:
+        """``ValueError`` if ``params`` do not fit this env: ``service_rate`` not of shape
+        ``(M,)`` or a concrete ``info_delay`` above ``max_delay`` (``make`` calls it, so
+        ``make("load-balancing-v1", info_delay=9)`` fails at once, not at ``reset``)."""
+        self._check_params(params)
+
     # ----- pieces -----------------------------------------------------------------------
     def _check_params(self, params: LoadBalancingParams) -> jax.Array:
         """The service rates as an ``(M,)`` float32 array; shape checked at trace time."""

@@ -65,7 +65,11 @@ def make(env_id: str, **kwargs: Any) -> tuple[Env, Any]:
                          f"constructor options: {', '.join(static)}; "
                          f"params: {', '.join(field_names)}")
     updates = {k: v for k, v in kwargs.items() if k in field_names and k not in static}
-    return env, params.replace(**updates) if updates else params
+    params = params.replace(**updates) if updates else params
+    check = getattr(env, "check_params", None)
+    if check is not None:  # params valid alone may still not fit this env's shapes
+        check(params)
+    return env, params
 
 
 def register_reference_policy(env_id: str, name: str, factory: Callable[..., Any]) -> None:

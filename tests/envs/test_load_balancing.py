@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmarl_coop.envs import random_policy, wrap
+from jaxmarl_coop.envs import make, random_policy, wrap
 from jaxmarl_coop.envs.load_balancing import (
     LoadBalancing,
     LoadBalancingParams,
@@ -235,6 +235,14 @@ def test_params_that_do_not_fit_the_env_are_clear_errors():
     with pytest.raises(ValueError, match="info_delay"):
         env.reset(jax.random.PRNGKey(0), params.replace(info_delay=4))
     assert LoadBalancing(max_delay=0).default_params().info_delay == 0
+    # make refuses them at once rather than at the first reset
+    with pytest.raises(ValueError, match=r"info_delay must be .*≤ 8, got 9"):
+        make("load-balancing-v1", info_delay=9)
+    with pytest.raises(ValueError, match=r"info_delay .*got 4"):
+        make("load-balancing-v1", max_delay=3, info_delay=4)
+    with pytest.raises(ValueError, match=r"service_rate must have shape \(4,\)"):
+        make("load-balancing-v1", service_rate=(1.0, 2.0))
+    assert make("load-balancing-v1", max_delay=3, info_delay=3)[1].info_delay == 3
 
 
 def _check_timestep(env, ts, batch=()):
