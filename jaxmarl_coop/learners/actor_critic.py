@@ -17,6 +17,18 @@ continuous actions a diagonal Gaussian squashed into [0, 1] by ``(tanh(u) + 1) /
 normalisation (running mean and variance of the value targets), per-minibatch advantage
 normalisation, entropy bonus, global-norm gradient clipping, linear learning-rate annealing.
 Every hyperparameter is traced, so seeds and settings vmap in one program.
+
+Value normalisation (``normalize_values``), as in MAPPO's reference code: the critic outputs
+values in normalised units; the rollout stores that raw output as the old value ``old_v``
+and de-normalises it (with the statistics of the rollout's time) only for GAE. The
+statistics are then updated with the new targets, the targets are normalised with the new
+statistics, and the clipped value loss compares the critic's output with ``old_v`` in the
+same units it was produced in: at the first minibatch step of an update ``v == old_v`` and
+the clip window ``old_v +- clip_eps`` is centred on the current critic.
+
+Statistics are per team (``env.teams``): each team has its own value-normalisation mean and
+variance, and advantages are normalised within each team, so predators and a learning prey
+in ``tag`` are never pooled. With one team this is the usual single scale.
 """
 
 from __future__ import annotations
@@ -28,6 +40,7 @@ import distrax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import struct
 
@@ -150,28 +163,58 @@ class Actor(nn.Module):
         return jnp.concatenate([out, jnp.broadcast_to(log_std, out.shape)], axis=-1)
 
 
+def team_members(team_of_agent: np.ndarray) -> list[np.ndarray]:
+    """The agent indices of each team, in team order, from ``(N,)`` team indices."""
+    return [np.flatnonzero(team_of_agent == t) for t in range(int(team_of_agent.max()) + 1)]
+
+
 @struct.dataclass
 class ValueNorm:
-    """Running mean and variance of the value targets (for ``normalize_values``)."""
+    """Running mean and variance of the value targets, one per team (``normalize_values``).
+
+    ``mean``, ``var`` and ``count`` are ``(T,)``; values are ``(..., N)`` arrays over agents,
+    and ``team`` (static, ``(N,)``) says which team's statistics each agent uses.
+    """
 
     mean: jax.Array
     var: jax.Array
     count: jax.Array
 
-    def normalize(self, x: jax.Array) -> jax.Array:
-        return (x - self.mean) / jnp.sqrt(self.var + 1e-8)
+    @classmethod
+    def create(cls, num_teams: int) -> ValueNorm:
+        return cls(jnp.zeros((num_teams,)), jnp.ones((num_teams,)),
+                   jnp.full((num_teams,), 1e-4))
 
-    def denormalize(self, x: jax.Array) -> jax.Array:
-        return x * jnp.sqrt(self.var + 1e-8) + self.mean
+    def normalize(self, x: jax.Array, team: np.ndarray) -> jax.Array:
+        return (x - self.mean[team]) / jnp.sqrt(self.var[team] + 1e-8)
 
-    def update(self, batch: jax.Array) -> ValueNorm:
-        n = batch.size
-        mean, var = jnp.mean(batch), jnp.var(batch)
+    def denormalize(self, x: jax.Array, team: np.ndarray) -> jax.Array:
+        return x * jnp.sqrt(self.var[team] + 1e-8) + self.mean[team]
+
+    def update(self, batch: jax.Array, team: np.ndarray) -> ValueNorm:
+        """The statistics after also seeing ``batch`` ``(..., N)``: each team's from its own
+        agents' entries (Chan et al.'s parallel mean and variance update)."""
+        members = team_members(team)
+        mean = jnp.stack([jnp.mean(batch[..., m]) for m in members])
+        var = jnp.stack([jnp.var(batch[..., m]) for m in members])
+        n = jnp.asarray([batch[..., m].size for m in members], jnp.float32)
         total = self.count + n
         delta = mean - self.mean
         new_mean = self.mean + delta * n / total
         m2 = self.var * self.count + var * n + delta * delta * self.count * n / total
         return ValueNorm(new_mean, m2 / total, total)
+
+
+def normalize_per_team(x: jax.Array, team: np.ndarray) -> jax.Array:
+    """``(x - mean) / (std + 1e-8)`` over each team's agents (the last axis) apart; with one
+    team, over the whole array."""
+    members = team_members(team)
+    if len(members) == 1:
+        return (x - jnp.mean(x)) / (jnp.std(x) + 1e-8)
+    for m in members:
+        part = x[..., m]
+        x = x.at[..., m].set((part - jnp.mean(part)) / (jnp.std(part) + 1e-8))
+    return x
 
 
 @struct.dataclass
@@ -283,16 +326,20 @@ def make_learner(config: ActorCriticConfig, env: Env, env_params: Any) -> Learne
     venv = batch_env(env, config.num_envs)
     n = env.num_agents
     groups = agent_groups(env, config.share_params)
+    team = agent_groups(env, True)  # (N,) each agent's team: per-team statistics
     with_ids = config.share_params if config.critic == "local" else config.critic_agent_id
     critic = GroupedApply(MLP(tuple(config.hidden), 1, config.activation), groups, with_ids)
     optimizer = optax.inject_hyperparams(_optimizer)
     batch_size = config.num_envs * config.rollout_length
     minibatch = batch_size // config.num_minibatches
 
-    def values(params: Any, value_norm: ValueNorm, obs: jax.Array, state: jax.Array
-               ) -> jax.Array:
-        v = critic.apply(params["critic"], _critic_inputs(config, obs, state, n))[..., 0]
-        return value_norm.denormalize(v) if config.normalize_values else v
+    def critic_output(params: Any, obs: jax.Array, state: jax.Array) -> jax.Array:
+        """The critic's raw output: normalised units with ``normalize_values``."""
+        return critic.apply(params["critic"], _critic_inputs(config, obs, state, n))[..., 0]
+
+    def to_returns(value_norm: ValueNorm, v: jax.Array) -> jax.Array:
+        """A raw critic output in return units (de-normalised with ``value_norm``)."""
+        return value_norm.denormalize(v, team) if config.normalize_values else v
 
     def init(key: jax.Array, hp: ActorCriticHyperparams) -> ActorCriticState:
         k_env, k_actor, k_critic, key = jax.random.split(key, 4)
@@ -301,7 +348,7 @@ def make_learner(config: ActorCriticConfig, env: Env, env_params: Any) -> Learne
                   "critic": critic.init(k_critic, _critic_inputs(config, ts.obs[0],
                                                                  ts.global_state[0], n))}
         opt_state = optimizer(lr=hp.lr, max_grad_norm=hp.max_grad_norm).init(params)
-        value_norm = ValueNorm(jnp.zeros(()), jnp.ones(()), jnp.asarray(1e-4))
+        value_norm = ValueNorm.create(len(team_members(team)))
         return ActorCriticState(params, opt_state, value_norm, RolloutState(env_state, ts), key,
                                 jnp.zeros((), jnp.int32), hp)
 
@@ -312,20 +359,25 @@ def make_learner(config: ActorCriticConfig, env: Env, env_params: Any) -> Learne
         entropy = jnp.mean(dist.entropy())
         adv = batch["advantages"]
         if config.normalize_advantages:
-            adv = (adv - jnp.mean(adv)) / (jnp.std(adv) + 1e-8)
+            adv = normalize_per_team(adv, team)
         pg_loss, ratio = policy_loss(config.algorithm, logp, batch["log_prob"], adv,
                                      hp.clip_eps)
         v = critic.apply(params["critic"], _critic_inputs(config, batch["obs"],
                                                           batch["global_state"], n))[..., 0]
+        # old_v is the critic's raw output at rollout time, in the units v is in; only the
+        # targets are normalised (with the statistics updated by this update's targets)
         targets, old_v = batch["targets"], batch["value"]
         if config.normalize_values:
-            targets, old_v = value_norm.normalize(targets), value_norm.normalize(old_v)
+            targets = value_norm.normalize(targets, team)
         v_loss = value_loss(v, old_v, targets, hp.clip_eps,
                             config.clip_value_loss and config.algorithm == "ppo")
         total = pg_loss + hp.vf_coef * v_loss - hp.ent_coef * entropy
+        value_change = jnp.abs(jax.lax.stop_gradient(v) - old_v)
         stats = {"pg_loss": pg_loss, "value_loss": v_loss, "entropy": entropy,
                  "approx_kl": jnp.mean((ratio - 1.0) - (logp - batch["log_prob"])),
-                 "clip_fraction": jnp.mean(jnp.abs(ratio - 1.0) > hp.clip_eps)}
+                 "clip_fraction": jnp.mean(jnp.abs(ratio - 1.0) > hp.clip_eps),
+                 "value_change": jnp.mean(value_change),
+                 "value_clip_fraction": jnp.mean(value_change > hp.clip_eps)}
         return total, stats
 
     def gradient_step(state: ActorCriticState, batch: dict[str, jax.Array]):
@@ -343,17 +395,19 @@ def make_learner(config: ActorCriticConfig, env: Env, env_params: Any) -> Learne
         def act(key: jax.Array, ts: TimeStep):
             raw, log_prob = policy.sample(params["actor"], ts.obs, ts.action_mask, key)
             extras = {"raw": raw, "log_prob": log_prob,
-                      "value": values(params, value_norm, ts.obs, ts.global_state)}
+                      "value": critic_output(params, ts.obs, ts.global_state)}
             return policy.to_env_action(raw), extras
 
         rollout, tr, info = collect(venv, env_params, act, state.rollout, k_roll,
                                     config.rollout_length)
-        next_values = values(params, value_norm, tr.next_obs, tr.next_global_state)
-        advantages, targets = gae(tr.reward, tr.extras["value"], next_values,
+        next_values = to_returns(value_norm, critic_output(params, tr.next_obs,
+                                                           tr.next_global_state))
+        advantages, targets = gae(tr.reward, to_returns(value_norm, tr.extras["value"]),
+                                  next_values,
                                   tr.terminated[..., None], tr.truncated[..., None],
                                   state.hp.gamma, state.hp.gae_lambda)
         if config.normalize_values:
-            value_norm = value_norm.update(targets)
+            value_norm = value_norm.update(targets, team)
         batch = {"obs": tr.obs, "action_mask": tr.action_mask,
                  "global_state": tr.global_state, "raw": tr.extras["raw"],
                  "log_prob": tr.extras["log_prob"], "value": tr.extras["value"],
@@ -375,8 +429,9 @@ def make_learner(config: ActorCriticConfig, env: Env, env_params: Any) -> Learne
         state, stats = jax.lax.scan(epoch, state, jax.random.split(k_shuffle, config.num_epochs))
         metrics = episode_metrics(info)
         metrics.update({k: jnp.mean(v) for k, v in stats.items()})
+        # float32: an int32 product overflows past 2**31 env steps; exact to 2**24
         metrics.update(lr=jnp.asarray(lr, jnp.float32),
-                       env_steps=(state.update_step + 1) * batch_size)
+                       env_steps=(state.update_step + 1).astype(jnp.float32) * batch_size)
         return state.replace(rollout=rollout, key=key, update_step=state.update_step + 1), metrics
 
     return Learner(init, update, make_train(init, update, config.num_updates))

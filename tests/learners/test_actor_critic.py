@@ -135,7 +135,66 @@ def test_continuous_tracking_and_value_normalisation_run():
         state, metrics = jax.jit(ac.make_learner(config, env, params).train)(
             jax.random.PRNGKey(0), config.hyperparams())
         assert np.all(np.isfinite(np.asarray(metrics["pg_loss"])))
-        assert float(state.value_norm.count) > 1.0
+        assert float(state.value_norm.count[0]) > 1.0
+
+
+@pytest.mark.parametrize("normalize_values", [True, False])
+def test_value_clip_window_is_centred_on_the_critic_at_the_first_step(normalize_values):
+    # issue 17: old values were de-normalised with the old statistics and re-normalised with
+    # the new ones, so the window old_v +- eps missed the critic (|v - old_v| 0.6-0.9 on
+    # spread). One epoch of one minibatch: the only gradient step is the first one.
+    env, params = make("spread-v3")
+    config = ac.ActorCriticConfig(num_envs=4, rollout_length=16, num_updates=4, hidden=(16,),
+                                  num_epochs=1, num_minibatches=1,
+                                  normalize_values=normalize_values)
+    state, metrics = jax.jit(ac.make_learner(config, env, params).train)(
+        jax.random.PRNGKey(0), config.hyperparams())
+    np.testing.assert_allclose(np.asarray(metrics["value_change"]), 0.0, atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(metrics["value_clip_fraction"]), 0.0)
+    if normalize_values:  # the statistics did move, so the old code's window was off
+        assert np.all(np.abs(np.asarray(state.value_norm.mean)) > 0.1)
+
+
+def test_value_and_advantage_statistics_are_per_team():
+    team = np.array([0, 0, 0, 1])  # three predators, one prey
+    batch = jnp.concatenate([jnp.full((50, 3), 100.0) + jnp.arange(3.0),
+                             jnp.full((50, 1), -1.0)], axis=-1)
+    norm = ac.ValueNorm.create(2).update(batch, team)
+    np.testing.assert_allclose(np.asarray(norm.mean), [101.0, -1.0], rtol=1e-3)
+    np.testing.assert_allclose(np.asarray(norm.var), [2.0 / 3.0, 0.0], atol=0.02)  # + prior
+    back = norm.denormalize(norm.normalize(batch, team), team)
+    np.testing.assert_allclose(np.asarray(back), np.asarray(batch), rtol=1e-5)
+    rng = np.random.default_rng(0)
+    adv = jnp.asarray(rng.normal(size=(64, 4)) * np.array([10.0, 10.0, 10.0, 0.1])
+                      + np.array([5.0, 5.0, 5.0, 0.0]), jnp.float32)
+    out = np.asarray(ac.normalize_per_team(adv, team))
+    for members in ([0, 1, 2], [3]):
+        np.testing.assert_allclose(out[:, members].mean(), 0.0, atol=1e-5)
+        np.testing.assert_allclose(out[:, members].std(), 1.0, atol=1e-4)
+    # one team: the whole array, exactly the single-scale formula
+    one = ac.normalize_per_team(adv, np.zeros(4, np.int32))
+    np.testing.assert_array_equal(np.asarray(one),
+                                  np.asarray((adv - jnp.mean(adv)) / (jnp.std(adv) + 1e-8)))
+    # a learner on tag (predators and a prey) keeps two sets of statistics
+    env, params = make("tag-v3", max_steps=10)
+    config = ac.ActorCriticConfig(**TINY, normalize_values=True)
+    state, _ = jax.jit(ac.make_learner(config, env, params).train)(
+        jax.random.PRNGKey(0), config.hyperparams())
+    assert state.value_norm.mean.shape == (len(env.teams),)
+    assert not np.isclose(*np.asarray(state.value_norm.mean))
+
+
+def test_env_step_count_does_not_overflow_int32():
+    env, params = make("spread-v3")
+    config = ac.ActorCriticConfig(num_envs=4, rollout_length=16, num_updates=100_000_000,
+                                  hidden=(16,), num_epochs=1, num_minibatches=1)
+    learner = ac.make_learner(config, env, params)
+    state = learner.init(jax.random.PRNGKey(0), config.hyperparams())
+    state = state.replace(update_step=jnp.asarray(40_000_000, jnp.int32))  # 2.56e9 env steps
+    state, metrics = jax.jit(learner.update)(state)
+    np.testing.assert_allclose(float(metrics["env_steps"]), 40_000_001 * 64, rtol=1e-6)
+    assert float(metrics["lr"]) > 0.0
+    assert np.isfinite(float(metrics["value_loss"]))
 
 
 @pytest.mark.parametrize(("build", "match"), [
