@@ -131,7 +131,7 @@ class IntersectionParams:
             check_param("max_speed * dt (the longest step, must not skip over the zone: "
                         "at most zone_width)", np.asarray(speed * dt).tolist(), high=width)
         accel, spawn = concrete_values(self.accel), concrete_values(self.spawn_length)
-        if None not in (speed, dt, width, length, accel, spawn):
+        if all(v is not None for v in (speed, dt, width, length, accel, spawn)):
             stop = spawn + np.asarray(braking_distance(np.asarray(speed, np.float64),
                                                        self, xp=np))
             stop_line = (length - width) / 2 - 1e-3 * length
@@ -312,11 +312,16 @@ def light_clearance(params: IntersectionParams) -> int:
     the count is the most steps it takes over ``v`` in ``[0, max_speed]`` (a fine grid plus
     every multiple of ``accel * dt``) until it is past ``z1``. Default params: 5.
     """
-    values = [concrete_values(getattr(params, name)) for name in
-              ("dt", "accel", "max_speed", "lane_length", "zone_width")]
-    if any(v is None or np.ndim(v) for v in values):
-        raise ValueError("light_clearance needs concrete scalar params (not traced or "
-                         "batched): pass clearance= explicitly")
+    names = ("dt", "accel", "max_speed", "lane_length", "zone_width")
+    values = [concrete_values(getattr(params, name)) for name in names]
+    if any(v is None for v in values):
+        raise ValueError("light_clearance needs concrete params (not traced): pass "
+                         "clearance= explicitly")
+    if any(np.ndim(v) for v in values):  # a batch of params: the most any of them needs
+        batch = np.broadcast_arrays(*(np.asarray(v, np.float64) for v in values))
+        return max(light_clearance(params.replace(**{n: float(b[i]) for n, b in
+                                                     zip(names, batch, strict=True)}))
+                   for i in np.ndindex(batch[0].shape))
     dt, accel, max_speed, length, width = (float(v) for v in values)
     b = accel * dt
     z1 = (length + width) / 2
