@@ -16,10 +16,10 @@ the obstacles and win where an obstacle lies closer than an agent's diameter to 
 penalty: a thrusting agent passes through one within a few steps.
 
 Resets start no agent touching an obstacle or another agent: the agents are placed one by
-one, each at its first of ``1 + RESET_TRIES`` (4) uniform draws that is clear of the
+one, each at its first of ``1 + RESET_TRIES`` (5) uniform draws that is clear of the
 obstacles and the agents before it (the last draw if none is). Starts still touching,
 measured over 100,000 resets: 0 with 3 agents and 2 obstacles (13 % with one draw), 0 with
-2 agents, 7e-5 with 8 agents and 4 obstacles, 1.1e-3 with 16 and 4; a crowded arena (64
+2 agents, 1.8e-4 with 8 agents and 4 obstacles, 1.3e-3 with 16 and 4; a crowded arena (64
 agents, 8 obstacles) still starts touching 63 % of the time.
 
 A target point moves at constant
@@ -82,9 +82,10 @@ from jaxmarl_coop.envs.policy import Policy, feed_forward
 
 #: Extra start draws per agent at ``reset`` for an agent whose first start touches an
 #: obstacle or an agent placed before it (the rates still touching are in the module
-#: docstring). They cost random numbers at every reset, and ``AutoReset`` resets at every
-#: step: on a loaded 2-core CPU the auto-reset step of the default task (2 agents, batch
-#: 1024) ran at 0.9-1.2 M steps/s against 1.6-2.5 M with one draw.
+#: docstring). A redrawn start takes one 32-bit random word (16 bits per coordinate, a grid
+#: of about 3e-5 of the arena), since ``AutoReset`` resets at every step: measured on a
+#: loaded 2-core CPU (default task, batch 1024, auto-reset step), 1.46-1.54 M steps/s
+#: against 1.84 M with one float draw and no redraws (0.86 M with 4 float redraws).
 RESET_TRIES = 4
 
 
@@ -165,12 +166,19 @@ class Tracking(Env[TrackingState, TrackingParams]):
                   ) -> tuple[TrackingState, TimeStep]:
         n, k = self.num_agents, self.num_obstacles
         redraw = RESET_TRIES * n if n + k > 1 else 0
-        u = jax.random.uniform(key, (n + k + 2 + redraw, 2), jnp.float32, -1.0, 1.0)
+        bits = jax.random.bits(key, (2 * (n + k + 2) + redraw,), jnp.uint32)
+        # 23 random mantissa bits per coordinate, as jax.random.uniform makes them
+        u = jax.lax.bitcast_convert_type((bits[:2 * (n + k + 2)] >> 9) | 0x3F800000,
+                                         jnp.float32).reshape(n + k + 2, 2) * 2.0 - 3.0
         half = params.arena_half_width
         agent_pos = u[:n] * (half - params.agent_size)
         obstacle_pos = u[n + 2:n + k + 2] * 0.7 * half
         if redraw:
-            agent_pos = self._separate(u[n + k + 2:].reshape(RESET_TRIES, n, 2), agent_pos,
+            # a redrawn start costs one 32-bit word: 16 bits per coordinate
+            word = bits[2 * (n + k + 2):]
+            halves = jnp.stack([word >> 16, word & 0xFFFF], axis=-1).astype(jnp.float32)
+            redraws = (halves + 0.5) * (2.0 / 65536.0) - 1.0
+            agent_pos = self._separate(redraws.reshape(RESET_TRIES, n, 2), agent_pos,
                                        obstacle_pos, params)
         state = TrackingState(
             agent_pos=agent_pos,
