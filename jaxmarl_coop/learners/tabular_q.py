@@ -8,7 +8,9 @@ every env step, for each agent::
                                       - Q_i[s, a])
 
 with ``s'`` the index of the true next observation (the final one when an episode ends,
-so a truncated episode bootstraps from it and a terminated one does not). With several
+so a truncated episode bootstraps from it and a terminated one does not). The max is over
+the actions legal at ``s'``; where none is legal it is 0 (nothing to bootstrap from, and
+never ``0 * -inf = NaN``). With several
 envs stepped at once, the TD errors of transitions that hit the same ``(i, s, a)`` in one
 step are averaged before the update (with ``num_envs=1`` this is exactly the rule above).
 
@@ -141,9 +143,9 @@ def make_learner(config: TabularQConfig, env: Env, env_params: Any) -> Learner:
         (state, _), (info, td, epsilon) = jax.lax.scan(
             step, (state, t0), jax.random.split(k_run, config.rollout_length))
         metrics = episode_metrics(info)
-        metrics.update(q_change=jnp.mean(td), epsilon=epsilon[-1],
-                       env_steps=(state.update_step + 1) * config.rollout_length
-                       * config.num_envs)
+        metrics.update(q_change=jnp.mean(td), epsilon=epsilon[-1],  # float32: no int32 wrap
+                       env_steps=(state.update_step + 1).astype(jnp.float32)
+                       * (config.rollout_length * config.num_envs))
         return state.replace(key=key, update_step=state.update_step + 1), metrics
 
     return Learner(init, update, make_train(init, update, config.num_updates))
@@ -155,15 +157,17 @@ def q_update(q: jax.Array, s: jax.Array, a: jax.Array, r: jax.Array, terminated:
     """One batch of the seed's update on tables ``q`` ``(N, S, A)``.
 
     ``s, a, r, s_next``: ``(B, N)``; ``terminated``: ``(B,)``; ``next_mask``: ``(B, N, A)``
-    legal actions at ``s_next``. Negative TD errors are scaled by ``beta`` (hysteretic
-    Q-learning; 1 is the plain rule), then TD errors that hit the same ``(agent, s, a)`` are
-    averaged.
+    legal actions at ``s_next`` (the max over an empty set is 0). Negative TD errors are
+    scaled by ``beta`` (hysteretic Q-learning; 1 is the plain rule), then TD errors that hit
+    the same ``(agent, s, a)`` are averaged.
     """
     n, num_states, num_actions = q.shape
     agents = jnp.arange(n)
     next_q = jnp.where(next_mask, q[agents, s_next], -jnp.inf)
+    # no legal action at s': nothing to bootstrap from (0, not max(-inf) -> -inf or NaN)
+    best_next = jnp.where(jnp.any(next_mask, axis=-1), jnp.max(next_q, axis=-1), 0.0)
     not_terminal = 1.0 - terminated.astype(jnp.float32)[:, None]
-    target = r + gamma * not_terminal * jnp.max(next_q, axis=-1)
+    target = r + gamma * not_terminal * best_next
     td = target - q[agents, s, a]  # (B, N)
     td = jnp.where(td < 0.0, beta * td, td)
     flat = ((agents * num_states + s) * num_actions + a).reshape(-1)

@@ -45,6 +45,23 @@ def test_duplicate_hits_in_one_batch_are_averaged():
     assert float(out[0, 0, 0]) == pytest.approx(0.5 * 2.0)
 
 
+def test_a_next_state_without_legal_actions_bootstraps_zero():
+    # issue 17: gamma * 0 * max(-inf) was NaN at a terminal, -inf elsewhere
+    q = jnp.ones((1, 2, 2))
+    s, a, s_next = jnp.array([[0], [0]]), jnp.array([[1], [1]]), jnp.array([[1], [1]])
+    r = jnp.array([[2.0], [2.0]])
+    no_legal = jnp.zeros((2, 1, 2), bool)
+    for terminated in (jnp.array([True, True]), jnp.array([False, False])):
+        out = tabular_q.q_update(q, s, a, r, terminated, s_next, no_legal, 0.5, 0.9)
+        assert np.all(np.isfinite(np.asarray(out)))
+        assert float(out[0, 0, 1]) == pytest.approx(1.0 + 0.5 * (2.0 + 0.0 - 1.0))
+    # with a legal action the max is over the legal ones only, as before
+    legal = jnp.array([[[False, True]], [[False, True]]])
+    out = tabular_q.q_update(q.at[0, 1, 0].set(50.0), s, a, r, jnp.array([False, False]),
+                             s_next, legal, 0.5, 0.9)
+    assert float(out[0, 0, 1]) == pytest.approx(1.0 + 0.5 * (2.0 + 0.9 * 1.0 - 1.0))
+
+
 def test_hysteretic_q_update_scales_only_negative_td_errors():
     q = jnp.zeros((2, 3, 2)).at[0, 1].set(jnp.array([4.0, 8.0])).at[1, 2].set(jnp.array([1.0,
                                                                                          -1.0]))
