@@ -14,10 +14,31 @@ terminated one not at all). Target parameters follow the online ones every
 ``target_update_interval`` updates (``tau = 1`` copies, ``tau < 1`` blends). Parameter
 sharing: see ``networks.agent_groups`` (shared within a team, with agent ids in the input).
 
-The loss is ``mean(0.5 * w * (y - Q)^2)`` over agents and samples, with ``w = 1`` for a
-non-negative TD error ``y - Q`` and ``w = hysteretic_beta`` for a negative one (hysteretic
-Q-learning, Matignon et al. 2007: bad news, often a partner's exploration, is learned more
-slowly); ``hysteretic_beta = 1`` (the default) is plain DQN.
+The loss is ``mean(0.5 * (y - Q)^2)`` over agents and samples, minimised by clipped Adam.
+
+Hysteretic Q-learning (Matignon et al. 2007: bad news, often a partner's exploration, is
+learned more slowly) has two learning rates, ``lr`` for a TD error ``delta = y - Q >= 0`` and
+``hysteretic_beta * lr`` for ``delta < 0``. A loss weight alone cannot do that under Adam:
+Adam divides by the root of the gradient's second moment, so a batch whose TD errors are all
+negative moves the same for any uniform weight. ``hysteretic_adam`` therefore keeps the two
+moments apart (the rule, per parameter)::
+
+    g_w = grad mean(0.5 * w * delta^2)     w = hysteretic_beta where delta < 0, else 1
+    g   = grad mean(0.5 * delta^2)         the plain gradient
+    (both clipped by the factor that clips g to global norm max_grad_norm)
+    m <- b1 m + (1 - b1) g_w               first moment of the weighted gradient
+    v <- b2 v + (1 - b2) g^2               second moment (the step-size scale) of the plain one
+    theta <- theta - lr * m_hat / (sqrt(v_hat) + eps)
+
+The per-parameter scale ``1 / (sqrt(v_hat) + eps)`` is set by the plain TD errors, so the
+weight is not normalised away: a sample with a negative TD error moves the estimate with
+``hysteretic_beta`` times the step of one with a positive error of the same size (an
+all-negative batch: ``hysteretic_beta`` times the plain step). With ``hysteretic_beta = 1``
+(the default) ``g_w == g`` and this is plain clipped Adam; the learner then takes its plain
+gradient step (a ``lax.cond``), the plain DQN program bit for bit under ``jit``. Under
+``vmap`` with a batched ``hysteretic_beta`` (seeds stacked by ``stack_hyperparams``) the
+cond runs both steps and selects one: a gradient step then costs two to three times a plain
+one, and XLA, fusing both into one program, may round the plain one apart in the last bit.
 
 ``make_q_learner`` is the machinery every value-based learner shares (buffer, acting,
 optimiser, target network); ``make_learner`` gives it per-agent networks and the loss above,
@@ -65,7 +86,7 @@ class DQNHyperparams:
     epsilon_decay_fraction: float = 0.1
     tau: float = 1.0
     max_grad_norm: float = 10.0
-    hysteretic_beta: float = 1.0  # weight of negative TD errors in the loss, in (0, 1]
+    hysteretic_beta: float = 1.0  # learning-rate factor for negative TD errors, in (0, 1]
 
     def __post_init__(self) -> None:
         check_param_types(self)
@@ -130,7 +151,61 @@ class DQNState:
     hp: DQNHyperparams
 
 
+def hysteretic_adam(lr: jax.Array | float, max_grad_norm: jax.Array | float
+                    ) -> optax.GradientTransformation:
+    """Clipped Adam with two learning rates (see the module docstring).
+
+    Its ``update`` takes a pair ``(weighted, plain)`` of gradient trees: the first moment
+    follows the hysteretic-weighted gradient, the second moment (Adam's step-size scale)
+    the plain one, and both are clipped by the factor that clips ``plain`` to global norm
+    ``max_grad_norm``. Its state is that of ``chain(clip_by_global_norm, adam)``; with
+    ``weighted == plain`` its arithmetic is that chain's (the learner runs the chain itself
+    when ``hysteretic_beta == 1``: compiled in another program, the same arithmetic can
+    round differently in the last bit).
+    """
+    clip = optax.clip_by_global_norm(max_grad_norm)
+    adam = optax.adam(lr)
+    b2, eps = 0.999, 1e-8  # optax.adam's defaults
+
+    def init(params: Any) -> Any:
+        return optax.chain(clip, adam).init(params)
+
+    def hysteretic(weighted: Any, plain: Any, state: Any, params: Any) -> tuple[Any, Any]:
+        clip_state, adam_state = state
+        g_norm = optax.tree.norm(plain)
+        trigger = jnp.squeeze(g_norm < max_grad_norm)
+
+        def clipped(tree: Any) -> Any:  # optax.clip_by_global_norm's rule, plain's factor
+            return jax.tree.map(
+                lambda t: jax.lax.select(trigger, t, (t / g_norm.astype(t.dtype))
+                                         * max_grad_norm), tree)
+
+        weighted, plain = clipped(weighted), clipped(plain)
+        step_w, state_w = adam.update(weighted, adam_state, params)
+        _, state_p = adam.update(plain, adam_state, params)
+        moments_w, moments_p = state_w[0], state_p[0]
+        correction = 1.0 - b2 ** moments_w.count.astype(jnp.float32)
+
+        def rescale(u: jax.Array, nu_w: jax.Array, nu_p: jax.Array) -> jax.Array:
+            # adam's step is -lr m_hat / (sqrt(nu_w_hat) + eps); use the plain scale instead
+            return u * ((jnp.sqrt(nu_w / correction) + eps)
+                        / (jnp.sqrt(nu_p / correction) + eps))
+
+        updates = jax.tree.map(rescale, step_w, moments_w.nu, moments_p.nu)
+        moments = moments_w._replace(nu=moments_p.nu)
+        return updates, (clip_state, (moments, *state_w[1:]))
+
+    def update(grads: tuple[Any, Any], state: Any, params: Any = None) -> tuple[Any, Any]:
+        return hysteretic(*grads, state, params)
+
+    return optax.GradientTransformation(init, update)
+
+
 def _optimizer(lr: jax.Array, max_grad_norm: jax.Array) -> optax.GradientTransformation:
+    return hysteretic_adam(lr, max_grad_norm)
+
+
+def _plain_optimizer(lr: jax.Array, max_grad_norm: jax.Array) -> optax.GradientTransformation:
     return optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.adam(lr))
 
 
@@ -142,8 +217,10 @@ def make_network(config: DQNConfig, env: Env) -> GroupedApply:
 
 QLoss = Callable[[Any, Any, dict[str, jax.Array], DQNHyperparams],
                  tuple[jax.Array, jax.Array]]
-"""``loss(params, target_params, batch, hp) -> (loss, q_mean)`` on a sampled batch whose
-fields are ``(B, n_step, ...)`` sequences (see ``make_q_learner``)."""
+"""``loss(params, target_params, batch, hp) -> (prediction, target)``: the values being
+learned and their TD targets, on a sampled batch whose fields are ``(B, n_step, ...)``
+sequences (see ``make_q_learner``); the learner regresses one towards the other
+(``td_gradients``)."""
 
 
 def bootstrap_values(agent_q: Callable[[Any, jax.Array], jax.Array], params: Any,
@@ -164,14 +241,31 @@ def bootstrap_values(agent_q: Callable[[Any, jax.Array], jax.Array], params: Any
 def td_loss(prediction: jax.Array, target: jax.Array, beta: jax.Array | float) -> jax.Array:
     """``mean(0.5 * w * (target - prediction)^2)``, ``target`` held fixed.
 
-    ``w = beta`` where ``target < prediction`` (a negative TD error), else 1: the gradient
-    step on ``prediction`` is ``lr * w * delta``, hysteretic Q-learning's two learning rates.
-    ``beta = 1`` is the plain squared TD error, bit for bit.
+    ``w = beta`` where ``target < prediction`` (a negative TD error), else 1. Its gradient is
+    the first-moment input of ``hysteretic_adam``; the weight alone would be cancelled by
+    Adam (see the module docstring). ``beta = 1`` is the plain squared TD error, bit for bit.
     """
     target = jax.lax.stop_gradient(target)
     td = prediction - target
     weight = jax.lax.stop_gradient(jnp.where(target < prediction, beta, 1.0))
     return 0.5 * jnp.mean(weight * td * td)
+
+
+def td_gradients(terms: Callable[[Any], tuple[jax.Array, jax.Array]], params: Any,
+                 beta: jax.Array | float) -> tuple[jax.Array, jax.Array, tuple[Any, Any]]:
+    """``(loss, mean prediction, (weighted, plain))`` for ``hysteretic_adam``.
+
+    ``terms(params) -> (prediction, target)`` (the target is held fixed); ``loss`` is
+    ``td_loss(prediction, target, beta)``, ``weighted`` its gradient and ``plain`` that of
+    ``td_loss(..., 1)``: one forward pass, two backward passes through ``terms``.
+    """
+    prediction, backward, target = jax.vjp(terms, params, has_aux=True)
+    target = jax.lax.stop_gradient(target)
+    loss_value, weighted_ct = jax.value_and_grad(td_loss)(prediction, target, beta)
+    plain_ct = jax.grad(td_loss)(prediction, target, 1.0)
+    (weighted,) = backward(weighted_ct)
+    (plain,) = backward(plain_ct)
+    return loss_value, jnp.mean(prediction), (weighted, plain)
 
 
 def make_q_learner(config: DQNConfig, env: Env, env_params: Any, *,
@@ -183,10 +277,12 @@ def make_q_learner(config: DQNConfig, env: Env, env_params: Any, *,
     What differs between them is passed in: ``init_params(key)`` builds the online
     parameters (the target starts as a copy), ``agent_q(params, obs)`` gives every agent's
     action values ``(..., N, A)`` for epsilon-greedy acting, and ``loss`` is minimised on
-    sampled ``n_step`` sequences. The rest is shared: the env batch, epsilon schedule, the
-    ``flashbax`` buffer, the optimiser (clipped Adam, learning rate optionally annealed) and
-    the target-network update. A batch holds ``obs``, ``action``, ``reward`` (per agent),
-    ``terminated``, ``truncated``, ``next_obs``, ``next_action_mask`` and, with
+    sampled ``n_step`` sequences (its ``(prediction, target)`` pair is regressed with
+    ``td_gradients`` and ``hysteretic_adam``). The rest is shared: the env batch, epsilon
+    schedule, the ``flashbax`` buffer, the optimiser (clipped Adam with the hysteretic
+    learning rates, the rate optionally annealed) and the target-network update. A batch
+    holds ``obs``, ``action``, ``reward`` (per agent), ``terminated``, ``truncated``,
+    ``next_obs``, ``next_action_mask`` and, with
     ``store_global_state``, ``global_state`` and ``next_global_state``.
     """
     if env.continuous_actions:
@@ -194,12 +290,16 @@ def make_q_learner(config: DQNConfig, env: Env, env_params: Any, *,
                          "make the env with continuous_actions=False")
     venv = batch_env(env, config.num_envs)
     optimizer = optax.inject_hyperparams(_optimizer)
+    plain_optimizer = optax.inject_hyperparams(_plain_optimizer)  # the same state
     buffer = fbx.make_trajectory_buffer(
         add_batch_size=config.num_envs, sample_batch_size=config.batch_size,
         sample_sequence_length=config.n_step, period=1,
         min_length_time_axis=config.n_step,
         max_length_time_axis=config.buffer_size // config.num_envs)
-    total_steps = config.total_env_steps
+    steps_per_update = config.rollout_length * config.num_envs
+    # the first update after which learning_starts env steps are done (counted in updates:
+    # an int32 count of env steps would overflow past 2**31 of them)
+    first_learning_update = -(-config.learning_starts // steps_per_update)
     n, d, a = env.num_agents, env.obs_dim, env.num_actions
 
     def init(key: jax.Array, hp: DQNHyperparams) -> DQNState:
@@ -219,25 +319,44 @@ def make_q_learner(config: DQNConfig, env: Env, env_params: Any, *,
 
     def learn(state: DQNState, key: jax.Array) -> tuple[DQNState, tuple[jax.Array, jax.Array]]:
         batch = buffer.sample(state.buffer, key).experience
-        (loss_value, q_mean), grads = jax.value_and_grad(loss, has_aux=True)(
-            state.params, state.target_params, batch, state.hp)
         lr = state.hp.lr
         if config.anneal_lr:
             lr = lr * (1.0 - state.update_step / config.num_updates)
         # inject_hyperparams reads the learning rate from the optimiser state
         opt_state = state.opt_state._replace(
             hyperparams={**state.opt_state.hyperparams, "lr": jnp.asarray(lr, jnp.float32)})
-        updates, opt_state = optimizer(lr=lr, max_grad_norm=state.hp.max_grad_norm
-                                       ).update(grads, opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
+
+        def terms(params: Any) -> tuple[jax.Array, jax.Array]:
+            return loss(params, state.target_params, batch, state.hp)
+
+        def plain_step(params: Any, opt_state: Any):
+            # beta = 1: the plain learner's program (plain clipped Adam), bit for bit
+            def td(params: Any) -> tuple[jax.Array, jax.Array]:
+                prediction, target = terms(params)  # beta is 1 here, but traced as before
+                return (td_loss(prediction, target, state.hp.hysteretic_beta),
+                        jnp.mean(prediction))
+
+            (loss_value, q_mean), grads = jax.value_and_grad(td, has_aux=True)(params)
+            updates, opt_state = plain_optimizer(
+                lr=lr, max_grad_norm=state.hp.max_grad_norm).update(grads, opt_state, params)
+            return optax.apply_updates(params, updates), opt_state, loss_value, q_mean
+
+        def hysteretic_step(params: Any, opt_state: Any):
+            loss_value, q_mean, grads = td_gradients(terms, params, state.hp.hysteretic_beta)
+            updates, opt_state = optimizer(lr=lr, max_grad_norm=state.hp.max_grad_norm
+                                           ).update(grads, opt_state, params)
+            return optax.apply_updates(params, updates), opt_state, loss_value, q_mean
+
+        params, opt_state, loss_value, q_mean = jax.lax.cond(
+            state.hp.hysteretic_beta == 1.0, plain_step, hysteretic_step, state.params,
+            opt_state)
         return state.replace(params=params, opt_state=opt_state), (loss_value, q_mean)
 
     def update(state: DQNState) -> tuple[DQNState, dict[str, jax.Array]]:
         hp = state.hp
         key, k_roll, k_learn = jax.random.split(state.key, 3)
-        steps_before = state.update_step * config.rollout_length * config.num_envs
         epsilon = linear_schedule(hp.epsilon_start, hp.epsilon_end, hp.epsilon_decay_fraction,
-                                  steps_before / total_steps)
+                                  state.update_step / config.num_updates)
 
         def policy(key: jax.Array, ts: TimeStep):
             q = agent_q(state.params, ts.obs)
@@ -252,8 +371,10 @@ def make_q_learner(config: DQNConfig, env: Env, env_params: Any, *,
             items.update(global_state=tr.global_state, next_global_state=tr.next_global_state)
         items = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), items)  # (B, T, ...)
         state = state.replace(buffer=buffer.add(state.buffer, items), rollout=rollout, key=key)
-        env_steps = steps_before + config.rollout_length * config.num_envs
-        ready = buffer.can_sample(state.buffer) & (env_steps >= config.learning_starts)
+        ready = buffer.can_sample(state.buffer) & (state.update_step + 1
+                                                   >= first_learning_update)
+        # float32: exact to 2**24 env steps, then rounded (never wraps like int32)
+        env_steps = (state.update_step + 1).astype(jnp.float32) * steps_per_update
 
         def do_learn(state: DQNState):
             state, (loss_value, q_mean) = jax.lax.scan(
@@ -292,7 +413,7 @@ def make_learner(config: DQNConfig, env: Env, env_params: Any) -> Learner:
                                      batch["next_action_mask"], config.double_dqn)
         targets = nstep_targets_batch(batch["reward"], batch["terminated"][..., None],
                                       batch["truncated"][..., None], bootstrap, hp.gamma)
-        return td_loss(q_taken, targets, hp.hysteretic_beta), jnp.mean(q_taken)
+        return q_taken, targets
 
     return make_q_learner(config, env, env_params, init_params=init_params,
                           agent_q=net.apply, loss=loss)

@@ -29,9 +29,12 @@ next state ``s'``, and ``m`` is as in ``returns.nstep_targets``. Because the mix
 monotone, the per-agent argmax maximises ``Q_tot``. The team reward ``r_team`` is the
 **sum** of the agents' rewards: in a common-payoff task (every agent gets the team reward)
 ``Q_tot`` then estimates ``N`` times the common return, matching the ``episode_return``
-metric (also a sum over agents). The loss is ``mean(0.5 * w * (y - Q_tot)^2)`` with ``w``
-the hysteretic weight of ``dqn.td_loss`` (``hysteretic_beta < 1`` learns a negative joint TD
-error more slowly: hysteretic VDN / QMIX; 1, the default, is the plain rule).
+metric (also a sum over agents). The loss is ``mean(0.5 * (y - Q_tot)^2)``; with
+``hysteretic_beta < 1`` a negative joint TD error ``y - Q_tot`` is learned at
+``hysteretic_beta`` times the learning rate (hysteretic VDN / QMIX, by ``dqn.hysteretic_adam``:
+Adam's step-size scale comes from the plain gradient, its momentum from the one whose
+negative-error terms are weighted by ``hysteretic_beta``; 1, the default, is the plain
+rule, bit for bit).
 
 Value decomposition assumes one cooperating team: an env with several ``teams`` (predators
 and prey, a general-sum game) is refused.
@@ -57,7 +60,6 @@ from jaxmarl_coop.learners.dqn import (
     bootstrap_values,
     make_network,
     make_q_learner,
-    td_loss,
 )
 from jaxmarl_coop.learners.networks import MLP, orthogonal
 from jaxmarl_coop.learners.returns import nstep_targets_batch
@@ -187,7 +189,7 @@ def make_learner(config: VDConfig, env: Env, env_params: Any) -> Learner:
              hp: DQNHyperparams) -> tuple[jax.Array, jax.Array]:
         q_tot, targets = joint_q_and_targets(net.apply, mixer, params, target_params, batch,
                                              hp.gamma, config.double_dqn)
-        return td_loss(q_tot, targets, hp.hysteretic_beta), jnp.mean(q_tot)
+        return q_tot, targets
 
     return make_q_learner(config, env, env_params, init_params=init_params, agent_q=agent_q,
                           loss=loss, store_global_state=uses_state)

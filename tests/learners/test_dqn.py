@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from jaxmarl_coop.envs import make, random_policy
@@ -98,10 +99,72 @@ def test_hysteretic_td_loss_weights_negative_errors_by_beta():
     np.testing.assert_array_equal(np.asarray(target_grad), 0.0)
 
 
+def _fit_constant(beta, target, steps, lr=0.01):
+    """A single estimate Q = 5 regressed on a batch of 8 equal targets by the learner's
+    optimiser (``td_gradients`` + ``hysteretic_adam``); Q after each of ``steps`` steps."""
+    params = {"q": jnp.asarray(5.0)}
+    opt = dqn.hysteretic_adam(lr, 10.0)
+    state = opt.init(params)
+    out = []
+    for _ in range(steps):
+        _, _, grads = dqn.td_gradients(lambda p: (jnp.full((8,), p["q"]), jnp.full((8,), target)),
+                                       params, beta)
+        updates, state = opt.update(grads, state, params)
+        params = optax.apply_updates(params, updates)
+        out.append(float(params["q"]))
+    return np.array(out)
+
+
+def test_hysteretic_adam_learns_negative_td_errors_at_beta_times_the_rate():
+    # issue 17: with the weight only in the loss, Adam cancelled it: all-negative TD errors
+    # gave 4.990 / 4.900 / 4.506 after 1 / 10 / 50 steps for beta = 1 and beta = 0.1 alike
+    plain, hysteretic = _fit_constant(1.0, 0.0, 50), _fit_constant(0.1, 0.0, 50)
+    np.testing.assert_allclose(plain[[0, 9, 49]], [4.990, 4.900, 4.506], atol=1e-3)
+    assert np.all(hysteretic > plain)
+    np.testing.assert_allclose(5.0 - hysteretic[[0, 9, 49]], 0.1 * (5.0 - plain[[0, 9, 49]]),
+                               rtol=0.05)
+    # good news (all TD errors positive) moves at the full rate whatever beta is
+    np.testing.assert_array_equal(_fit_constant(0.1, 10.0, 10), _fit_constant(1.0, 10.0, 10))
+
+
+def test_hysteretic_adam_with_equal_gradients_is_clipped_adam_bit_for_bit():
+    params = {"w": jnp.zeros((3, 4)), "b": jnp.zeros((4,))}
+    ours, reference = dqn.hysteretic_adam(0.01, 1.0), optax.chain(
+        optax.clip_by_global_norm(1.0), optax.adam(0.01))
+    state, ref_state = ours.init(params), reference.init(params)
+    rng = np.random.default_rng(0)
+    for scale in (0.01, 3.0, 0.1, 10.0):  # below and above the clipping norm
+        grads = {k: jnp.asarray(rng.normal(size=p.shape) * scale, jnp.float32)
+                 for k, p in params.items()}
+        updates, state = ours.update((grads, grads), state, params)
+        ref_updates, ref_state = reference.update(grads, ref_state, params)
+        _leaves_equal(updates, ref_updates)
+        _leaves_equal(state, ref_state)
+
+
+def test_step_counters_do_not_overflow_int32():
+    # issue 17: env steps counted in int32 wrapped past 2**31, turning epsilon back to its
+    # start and learning off (env_steps < learning_starts)
+    env, params = make("spread-v3")
+    config = dqn.DQNConfig(num_envs=8, num_updates=400_000_000, hidden=(16,))
+    learner = dqn.make_learner(config, env, params)
+    state = learner.init(jax.random.PRNGKey(0), config.hyperparams())
+    update = jax.jit(learner.update)
+    for _ in range(2):
+        state, metrics = update(state)
+    assert not bool(metrics["learning"])
+    state = state.replace(update_step=jnp.asarray(300_000_000, jnp.int32))  # 2.4e9 env steps
+    state, metrics = update(state)
+    assert bool(metrics["learning"])
+    assert float(metrics["epsilon"]) == pytest.approx(0.05)
+    np.testing.assert_allclose(float(metrics["env_steps"]), 300_000_001 * 8, rtol=1e-6)
+
+
 def test_hysteretic_dqn_coordinates_on_the_penalty_game():
     """With a large miscoordination penalty (k = -25) independent DQN learners settle on the
-    safe (1, 1); hysteretic ones (beta = 0.1) reach an optimum, (0, 0) or (2, 2).
-    Measured (16 seeds, key 0): plain 0/16, hysteretic 16/16."""
+    safe (1, 1); hysteretic ones (beta = 0.1) mostly reach an optimum, (0, 0) or (2, 2).
+    Measured (16 seeds, key 0): plain 0/16, hysteretic 11/16 (16/16 before issue 17, when
+    beta was a loss weight that Adam partly cancelled)."""
     env, params = make("penalty-v1", k=-25.0)
     config = dqn.DQNConfig(num_envs=4, rollout_length=1, num_updates=300, buffer_size=400,
                            batch_size=32, learning_starts=64, target_update_interval=10,
@@ -117,7 +180,7 @@ def test_hysteretic_dqn_coordinates_on_the_penalty_game():
     joint = np.asarray(jnp.argmax(q, axis=-1))
     optimal = np.all(joint == 0, axis=1) | np.all(joint == 2, axis=1)
     plain, hysteretic = int(optimal[:seeds].sum()), int(optimal[seeds:].sum())
-    assert plain <= 4 and hysteretic >= 14, (plain, hysteretic)
+    assert plain <= 4 and hysteretic >= 9, (plain, hysteretic)
 
 
 @pytest.mark.parametrize(("build", "match"), [

@@ -235,9 +235,10 @@ def _matrix_game_runs(mixer, k):
 def test_qmix_learns_the_penalty_game():
     """k = 0: both optima are safe; QMIX (plain and hysteretic) picks one in every seed and
     its Q_tot approaches the team reward 2 * 10 (rewards summed over the two agents).
-    Measured (16 seeds, key 0): 16/16 and 16/16, final mean Q_tot 18.7 and 19.2."""
+    Measured (16 seeds, key 0): 16/16 and 14/16 (16/16 for both before issue 17 made
+    hysteretic_beta a true second learning rate)."""
     _, plain, hysteretic, q_tot = _matrix_game_runs("qmix", 0.0)
-    assert plain.sum() >= 15 and hysteretic.sum() >= 15, (plain.sum(), hysteretic.sum())
+    assert plain.sum() >= 15 and hysteretic.sum() >= 12, (plain.sum(), hysteretic.sum())
     assert 16.0 < float(np.mean(q_tot)) < 22.0, q_tot
 
 
