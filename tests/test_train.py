@@ -249,6 +249,24 @@ def test_every_preset_builds(name):
     assert built.config.num_updates % built.chunks == 0 and built.env.num_agents >= 1
 
 
+def test_a_hysteretic_beta_compiles_the_two_rate_optimiser():
+    """``--hp hysteretic_beta=0.1`` (and a sweep over it) switches the learner's static
+    ``hysteretic`` config on; without a beta below 1 it stays off (the plain step)."""
+    from jaxmarl_coop.runs import RunConfig
+    from jaxmarl_coop.runs.sweep import _grid_wants_hysteretic
+
+    for learner in ("dqn", "vdn"):
+        on = training.build(RunConfig(learner=learner, env="penalty-v1",
+                                      hp={"hysteretic_beta": 0.1}, env_steps=1000))
+        off = training.build(RunConfig(learner=learner, env="penalty-v1", env_steps=1000))
+        assert on.config.hysteretic and not off.config.hysteretic
+    assert training.build(preset("penalty-hysteretic-vdn")).config.hysteretic
+    assert _grid_wants_hysteretic(["lr=0.1,0.2", "hysteretic_beta=1,0.1"], "qmix", ())
+    assert not _grid_wants_hysteretic(["hysteretic_beta=1.0"], "qmix", ())
+    assert not _grid_wants_hysteretic(["hysteretic_beta=0.1"], "tabular_q", ())
+    assert not _grid_wants_hysteretic(["hysteretic_beta=0.1"], "dqn", ("hysteretic=false",))
+
+
 def test_explicit_options_override_the_preset():
     run, _ = train.parse_args(["--preset", "spread-mappo", "--seeds", "2", "--hp", "lr=0.01"])
     assert run.env == "spread-v3" and run.seeds == 2 and run.env_steps == 3_000_000

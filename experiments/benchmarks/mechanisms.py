@@ -168,6 +168,8 @@ def learner_setup(name: str, steps: int, *, matrix: bool = False, quick: bool = 
     settings = dict(MATRIX_Q_CONFIG if matrix else (q_settings or Q_CONFIG))
     if quick and not matrix:
         settings.update(Q_QUICK)
+    if hysteretic:  # the two-rate optimiser is compiled only where asked for
+        settings["hysteretic"] = True
     hp = {**(MATRIX_Q_HP if matrix else Q_HP), **beta}
     updates = _updates(steps, settings["num_envs"], settings["rollout_length"])
     base = name.removeprefix("hysteretic ")

@@ -34,11 +34,13 @@ The per-parameter scale ``1 / (sqrt(v_hat) + eps)`` is set by the plain TD error
 weight is not normalised away: a sample with a negative TD error moves the estimate with
 ``hysteretic_beta`` times the step of one with a positive error of the same size (an
 all-negative batch: ``hysteretic_beta`` times the plain step). With ``hysteretic_beta = 1``
-(the default) ``g_w == g`` and this is plain clipped Adam; the learner then takes its plain
-gradient step (a ``lax.cond``), the plain DQN program bit for bit under ``jit``. Under
-``vmap`` with a batched ``hysteretic_beta`` (seeds stacked by ``stack_hyperparams``) the
-cond runs both steps and selects one: a gradient step then costs two to three times a plain
-one, and XLA, fusing both into one program, may round the plain one apart in the last bit.
+``g_w == g`` and this is plain clipped Adam.
+
+The two-rate step needs a second backward pass, so it is compiled only where the static
+config switch ``hysteretic=True`` asks for it (runs set it when a ``hysteretic_beta`` below 1
+is given); otherwise the learner takes the plain clipped-Adam step, and a
+``hysteretic_beta`` below 1 with ``hysteretic=False`` is refused at build
+(``config.hyperparams``, ``registry.make_hyperparams``) and at an eager ``init``.
 
 ``make_q_learner`` is the machinery every value-based learner shares (buffer, acting,
 optimiser, target network); ``make_learner`` gives it per-agent networks and the loss above,
@@ -54,10 +56,17 @@ from typing import Any, ClassVar
 import flashbax as fbx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import struct
 
-from jaxmarl_coop.envs.core import Env, TimeStep, check_param, check_param_types
+from jaxmarl_coop.envs.core import (
+    Env,
+    TimeStep,
+    check_param,
+    check_param_types,
+    concrete_values,
+)
 from jaxmarl_coop.envs.policy import Policy, feed_forward
 from jaxmarl_coop.learners.base import (
     Learner,
@@ -119,6 +128,9 @@ class DQNConfig(LearnerConfig):
     share_params: bool = True
     hidden: tuple[int, ...] = (64, 64)
     anneal_lr: bool = False  # learning rate falls linearly to 0 over training
+    #: compile the two-rate (hysteretic) optimiser: needed for ``hysteretic_beta < 1``.
+    #: Off, the learner takes the plain clipped-Adam step (one backward pass, not two).
+    hysteretic: bool = False
 
     Hyperparams: ClassVar[type] = DQNHyperparams
 
@@ -136,7 +148,19 @@ class DQNConfig(LearnerConfig):
                              f"steps of each of the {self.num_envs} envs")
 
     def hyperparams(self, **overrides: Any) -> DQNHyperparams:
-        return DQNHyperparams(**overrides)
+        hp = self.Hyperparams(**overrides)
+        check_hysteretic(self, hp)
+        return hp
+
+
+def check_hysteretic(config: DQNConfig, hp: DQNHyperparams) -> None:
+    """``ValueError`` if a concrete ``hysteretic_beta`` below 1 meets a learner compiled
+    without the hysteretic optimiser (``config.hysteretic`` False), which would ignore it."""
+    beta = concrete_values(hp.hysteretic_beta)
+    if not config.hysteretic and beta is not None and np.any(beta != 1.0):
+        raise ValueError(f"hysteretic_beta={hp.hysteretic_beta!r} needs the learner config "
+                         f"switch hysteretic=True ({type(config).__name__}(hysteretic=True), "
+                         "--config hysteretic=true); without it the plain step ignores it")
 
 
 @struct.dataclass
@@ -289,8 +313,8 @@ def make_q_learner(config: DQNConfig, env: Env, env_params: Any, *,
         raise ValueError(f"{env.name or type(env).__name__}: DQN needs discrete actions; "
                          "make the env with continuous_actions=False")
     venv = batch_env(env, config.num_envs)
-    optimizer = optax.inject_hyperparams(_optimizer)
-    plain_optimizer = optax.inject_hyperparams(_plain_optimizer)  # the same state
+    # the same optimiser state either way; the hysteretic one only where the config asks
+    optimizer = optax.inject_hyperparams(_optimizer if config.hysteretic else _plain_optimizer)
     buffer = fbx.make_trajectory_buffer(
         add_batch_size=config.num_envs, sample_batch_size=config.batch_size,
         sample_sequence_length=config.n_step, period=1,
@@ -303,6 +327,7 @@ def make_q_learner(config: DQNConfig, env: Env, env_params: Any, *,
     n, d, a = env.num_agents, env.obs_dim, env.num_actions
 
     def init(key: jax.Array, hp: DQNHyperparams) -> DQNState:
+        check_hysteretic(config, hp)  # concrete hyperparameters only (not under jit)
         k_env, k_net, key = jax.random.split(key, 3)
         env_state, ts = venv.reset(k_env, env_params)
         params = init_params(k_net)
@@ -329,27 +354,19 @@ def make_q_learner(config: DQNConfig, env: Env, env_params: Any, *,
         def terms(params: Any) -> tuple[jax.Array, jax.Array]:
             return loss(params, state.target_params, batch, state.hp)
 
-        def plain_step(params: Any, opt_state: Any):
-            # beta = 1: the plain learner's program (plain clipped Adam), bit for bit
+        opt = optimizer(lr=lr, max_grad_norm=state.hp.max_grad_norm)
+        if config.hysteretic:  # static: two backward passes for hysteretic_adam's moments
+            loss_value, q_mean, grads = td_gradients(terms, state.params,
+                                                     state.hp.hysteretic_beta)
+        else:  # the plain squared TD error (hysteretic_beta is 1, checked at build)
             def td(params: Any) -> tuple[jax.Array, jax.Array]:
-                prediction, target = terms(params)  # beta is 1 here, but traced as before
+                prediction, target = terms(params)
                 return (td_loss(prediction, target, state.hp.hysteretic_beta),
                         jnp.mean(prediction))
 
-            (loss_value, q_mean), grads = jax.value_and_grad(td, has_aux=True)(params)
-            updates, opt_state = plain_optimizer(
-                lr=lr, max_grad_norm=state.hp.max_grad_norm).update(grads, opt_state, params)
-            return optax.apply_updates(params, updates), opt_state, loss_value, q_mean
-
-        def hysteretic_step(params: Any, opt_state: Any):
-            loss_value, q_mean, grads = td_gradients(terms, params, state.hp.hysteretic_beta)
-            updates, opt_state = optimizer(lr=lr, max_grad_norm=state.hp.max_grad_norm
-                                           ).update(grads, opt_state, params)
-            return optax.apply_updates(params, updates), opt_state, loss_value, q_mean
-
-        params, opt_state, loss_value, q_mean = jax.lax.cond(
-            state.hp.hysteretic_beta == 1.0, plain_step, hysteretic_step, state.params,
-            opt_state)
+            (loss_value, q_mean), grads = jax.value_and_grad(td, has_aux=True)(state.params)
+        updates, opt_state = opt.update(grads, opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
         return state.replace(params=params, opt_state=opt_state), (loss_value, q_mean)
 
     def update(state: DQNState) -> tuple[DQNState, dict[str, jax.Array]]:

@@ -33,8 +33,8 @@ metric (also a sum over agents). The loss is ``mean(0.5 * (y - Q_tot)^2)``; with
 ``hysteretic_beta < 1`` a negative joint TD error ``y - Q_tot`` is learned at
 ``hysteretic_beta`` times the learning rate (hysteretic VDN / QMIX, by ``dqn.hysteretic_adam``:
 Adam's step-size scale comes from the plain gradient, its momentum from the one whose
-negative-error terms are weighted by ``hysteretic_beta``; 1, the default, is the plain
-rule, bit for bit).
+negative-error terms are weighted by ``hysteretic_beta``; compiled with the config switch
+``hysteretic=True``, see ``dqn``; 1, the default, is the plain rule).
 
 Value decomposition assumes one cooperating team: an env with several ``teams`` (predators
 and prey, a general-sum game) is refused.

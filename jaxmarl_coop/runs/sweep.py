@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmarl_coop import parallel
+from jaxmarl_coop.learners import registry
 from jaxmarl_coop.learners.base import stack_hyperparams
 from jaxmarl_coop.learners.evaluation import evaluate
 from jaxmarl_coop.runs import folder
@@ -249,12 +250,32 @@ def _default_out(learner: str, env: str) -> Path:
     return Path("runs") / f"sweep-{learner}-{env}-{stamp}"
 
 
+def _grid_wants_hysteretic(grid: list[str], learner: str, config: tuple[str, ...]) -> bool:
+    """Whether ``--grid`` sweeps ``hysteretic_beta`` below 1 for a learner whose config has
+    the static ``hysteretic`` switch, not given in ``--config``."""
+    try:
+        fields = registry.get_learner(learner).config_fields()
+    except ValueError:
+        return False  # an unknown learner: RunConfig says so
+    if "hysteretic" not in fields or any(p.split("=", 1)[0].strip() == "hysteretic"
+                                         for p in config):
+        return False
+    for spec in grid:
+        name, _, text = spec.partition("=")
+        if name.strip() == "hysteretic_beta":
+            return any(parse_value(v.strip()) != 1 for v in text.split(",") if v.strip())
+    return False
+
+
 def sweep(args: Any, argv: list[str] | None = None) -> dict[str, Any]:
     """Run the sweep ``args`` (a :class:`SweepConfig`, or the parsed command line) into its
     folder; returns summary.json's content."""
+    config_pairs = tuple(args.config)
+    if _grid_wants_hysteretic(args.grid, args.learner, config_pairs):
+        config_pairs += ("hysteretic=true",)  # a beta below 1 needs the two-rate optimiser
     try:
         run = RunConfig(learner=args.learner, env=args.env, env_param=tuple(args.env_param),
-                        hp=tuple(args.hp), config=tuple(args.config), seeds=args.seeds,
+                        hp=tuple(args.hp), config=config_pairs, seeds=args.seeds,
                         env_steps=args.env_steps, chunks=1, eval_episodes=args.eval_episodes,
                         seed=args.seed, devices=1, gif=False)
     except ValueError as err:
@@ -263,6 +284,11 @@ def sweep(args: Any, argv: list[str] | None = None) -> dict[str, Any]:
     spec, env, env_params, config, hp, learner = (built.spec, built.env, built.env_params,
                                                   built.config, built.hp, built.learner)
     axes = parse_axes(args.grid, run.learner, run.env, hp, env_params)
+    for axis in axes:  # the plain step would ignore a beta below 1 (learners.dqn)
+        if (axis.name == "hysteretic_beta" and not getattr(config, "hysteretic", True)
+                and any(v != 1 for v in axis.values)):
+            raise UsageError("--grid hysteretic_beta below 1 needs the two-rate optimiser: "
+                             "drop --config hysteretic=false")
     try:
         values, labels = parallel.grid(seeds=run.seeds, **{a.name: list(a.values)
                                                            for a in axes})

@@ -92,6 +92,10 @@ def build(run: RunConfig) -> Built:
                              f"valid: {', '.join(sorted(settable))}")
         if "hidden" in user_config:
             user_config["hidden"] = _hidden_sizes(user_config["hidden"])
+        user_hp = parse_pairs(run.hp, "--hp")
+        if ("hysteretic" in settable and "hysteretic" not in user_config
+                and user_hp.get("hysteretic_beta", 1) != 1):
+            user_config["hysteretic"] = True  # a beta below 1 needs the two-rate optimiser
         probe = registry.make_config(run.learner, **user_config, num_updates=1)
         num_updates = -(-run.env_steps // probe.env_steps_per_update)
         chunks = min(run.chunks, num_updates)
@@ -101,7 +105,6 @@ def build(run: RunConfig) -> Built:
                              f"{probe.env_steps_per_update} env steps; at most {MAX_UPDATES:,} "
                              "fit the update counter")
         config = registry.make_config(run.learner, **user_config, num_updates=num_updates)
-        user_hp = parse_pairs(run.hp, "--hp")
         unknown = sorted(set(user_hp) - set(spec.hp_fields()))
         if unknown:
             raise UsageError(f"{run.learner} has no hyperparameter {', '.join(unknown)}; "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,7 +11,7 @@ import optax
 import pytest
 
 from jaxmarl_coop.envs import make, random_policy
-from jaxmarl_coop.learners import dqn
+from jaxmarl_coop.learners import dqn, registry
 from jaxmarl_coop.learners.base import stack_hyperparams
 from jaxmarl_coop.learners.evaluation import evaluate
 
@@ -168,7 +170,7 @@ def test_hysteretic_dqn_coordinates_on_the_penalty_game():
     env, params = make("penalty-v1", k=-25.0)
     config = dqn.DQNConfig(num_envs=4, rollout_length=1, num_updates=300, buffer_size=400,
                            batch_size=32, learning_starts=64, target_update_interval=10,
-                           hidden=(16,))
+                           hidden=(16,), hysteretic=True)
     seeds = 16
     keys = jnp.tile(jax.random.split(jax.random.PRNGKey(0), seeds), (2, 1))
     hp = stack_hyperparams(config.hyperparams(
@@ -220,3 +222,21 @@ def test_dqn_clearly_beats_random_on_tracking():
     trained_return, random_return = float(trained["return"].mean()), float(rand["return"].mean())
     assert trained_return > random_return + 60.0, (trained_return, random_return)
     assert float(trained["mean_distance"].mean()) < 0.6 * float(rand["mean_distance"].mean())
+
+
+def test_a_beta_below_one_needs_the_hysteretic_switch():
+    """Without ``hysteretic=True`` the learner compiles the plain step, which would ignore a
+    beta below 1: refused when the hyperparameters are built, and at an eager init."""
+    config = dqn.DQNConfig(num_envs=2, num_updates=2, buffer_size=16, batch_size=4,
+                           learning_starts=0)
+    with pytest.raises(ValueError, match=r"hysteretic_beta=0\.1 needs .*hysteretic=True"):
+        config.hyperparams(hysteretic_beta=0.1)
+    with pytest.raises(ValueError, match="hysteretic=True"):
+        registry.make_hyperparams("vdn", None, hysteretic_beta=0.5)
+    env, params = make("penalty-v1")
+    learner = dqn.make_learner(config, env, params)
+    with pytest.raises(ValueError, match="hysteretic=True"):
+        learner.init(jax.random.PRNGKey(0), dqn.DQNHyperparams(hysteretic_beta=0.1))
+    assert config.hyperparams(hysteretic_beta=1.0).hysteretic_beta == 1.0  # plain: fine
+    hysteretic = dataclasses.replace(config, hysteretic=True)
+    assert hysteretic.hyperparams(hysteretic_beta=0.1).hysteretic_beta == 0.1

@@ -220,7 +220,8 @@ def _matrix_game_runs(mixer, k):
     env, params = make("penalty-v1", k=k)
     config = vd.VDConfig(num_envs=4, rollout_length=1, num_updates=300, buffer_size=400,
                          batch_size=32, learning_starts=64, target_update_interval=10,
-                         hidden=(16,), mixer=mixer, mixer_embed=8, hypernet_hidden=16)
+                         hidden=(16,), mixer=mixer, mixer_embed=8, hypernet_hidden=16,
+                         hysteretic=True)
     seeds = 16
     keys = jnp.tile(jax.random.split(jax.random.PRNGKey(0), seeds), (2, 1))
     hp = stack_hyperparams(config.hyperparams(
