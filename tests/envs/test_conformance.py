@@ -35,7 +35,9 @@ def test_every_registered_env_is_covered():
     assert set(registered()) <= set(VARIANTS), set(registered()) - set(VARIANTS)
 
 
-def _episode(env, params, key, steps):
+def _episode(env, params, key, steps, with_states=False):
+    """``(ts0, timesteps, actions)`` of a random-policy episode (and the states after each
+    step, with ``with_states``)."""
     policy = random_policy(env)
 
     def body(carry, key):
@@ -43,12 +45,13 @@ def _episode(env, params, key, steps):
         k_act, k_step = jax.random.split(key)
         actions, _ = policy(k_act, ts, ())
         state, ts = env.step(k_step, state, actions, params)
-        return (state, ts), (ts, actions)
+        return (state, ts), (ts, actions, state)
 
     k_reset, k_run = jax.random.split(key)
     state, ts0 = env.reset(k_reset, params)
-    _, (traj, actions) = jax.lax.scan(body, (state, ts0), jax.random.split(k_run, steps))
-    return ts0, traj, actions
+    _, (traj, actions, states) = jax.lax.scan(body, (state, ts0),
+                                              jax.random.split(k_run, steps))
+    return (ts0, traj, actions, states) if with_states else (ts0, traj, actions)
 
 
 def _check_timestep(env, ts, batch=()):
@@ -172,16 +175,7 @@ def test_invalid_actions_never_earn_more_than_valid_ones_and_are_counted(env_id)
     steps = 24
 
     def states_along_an_episode(key):
-        def body(carry, key):
-            state, ts = carry
-            k_act, k_step = jax.random.split(key)
-            actions, _ = policy(k_act, ts, ())
-            state, ts = env.step(k_step, state, actions, params)
-            return (state, ts), (state, ts)
-
-        k_reset, k_run = jax.random.split(key)
-        first = env.reset(k_reset, params)
-        _, (states, timesteps) = jax.lax.scan(body, first, jax.random.split(k_run, steps))
+        _, timesteps, _, states = _episode(env, params, key, steps, with_states=True)
         return states, timesteps
 
     def outcomes(state, ts, key):
