@@ -16,7 +16,9 @@ configure_xla()
 _CACHE = os.environ.setdefault(
     "JAX_COMPILATION_CACHE_DIR",
     str(Path(__file__).resolve().parents[1] / ".pytest_cache" / "jax-compilation-cache"))
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+# Every program, however quick to compile: a resumed run's subprocess (the kill tests start
+# eleven) otherwise recompiles its dozens of small ones (a warm second run: 10.0 s, not 11.6).
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 # Tests check what programs compute, not how fast: XLA's quick compile path (most optimisation
 # passes off) takes almost half off the suite, the same on every worker and subprocess. Tests
 # marked `optimised` compile as users' runs do (full optimisation), so that what holds for
@@ -86,3 +88,55 @@ def run_benchmark(tmp_path: Path) -> Callable[..., tuple[subprocess.CompletedPro
         return proc, data, out
 
     return run
+
+
+#: test files by how long they take (most first; measured, 2-core CPU). The suite runs each
+#: file on one of two workers (``--dist loadfile``) in collection order
+#: (``--no-loadscope-reorder``), so the longest files start first and the many short ones
+#: fill in behind them: neither worker is left running a long file alone at the end.
+#: Files not named here follow, in the usual order.
+LONGEST_FIRST = (
+    "test_train.py", "test_mechanisms_smoke.py", "test_learn_actor_critic_smoke.py",
+    "test_notebooks.py", "learners/test_actor_critic.py", "learners/test_protocol.py",
+    "envs/test_conformance.py", "test_load_policy.py", "learners/test_dqn.py",
+    "test_learn_independent_smoke.py", "test_runtime.py", "test_distributed.py",
+    "learners/test_value_decomposition.py", "test_run_bad_input.py", "test_scaling_smoke.py",
+    "test_plots.py", "learners/test_tabular_q.py",
+)
+
+
+#: files of bad-input checks, and words in a test's name that mark one
+BAD_INPUT_FILES = ("test_bad_input.py", "test_run_bad_input.py", "test_hostile_input.py",
+                   "test_learner_bad_input.py")
+BAD_INPUT_WORDS = ("bad", "refuse", "error", "raise", "reject")
+
+
+def _keeps_every_case(item: pytest.Item) -> bool:
+    name = item.nodeid.split("::")[-1].split("[", 1)[0]
+    return (Path(str(item.path)).name in BAD_INPUT_FILES
+            or any(word in name for word in BAD_INPUT_WORDS))
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # The edit loop (`-m "not slow"`) runs each parametrized test on its first case that is not
+    # marked slow (every env, learner or setting: the full suite); its later cases are marked
+    # slow here. Bad-input checks (cheap, and what edits break) keep every case.
+    first_case: set[str] = set()
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if (callspec is None or item.get_closest_marker("slow") is not None
+                or _keeps_every_case(item)):
+            continue
+        function = item.nodeid.split("[", 1)[0]
+        if function in first_case:
+            item.add_marker(pytest.mark.slow)
+        first_case.add(function)
+
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+
+    def key(item: pytest.Item) -> int:
+        path = Path(str(item.path)).relative_to(Path(__file__).parent).as_posix()
+        return rank.get(path, len(rank))
+
+    items.sort(key=key)  # stable: each file's tests keep their order

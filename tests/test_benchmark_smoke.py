@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # a benchmark run end to end: in the full suite only
 def test_env_throughput_quick_run_writes_the_expected_json(tmp_path: Path) -> None:
     out = tmp_path / "bench" / "env_throughput.json"
     proc = subprocess.run(

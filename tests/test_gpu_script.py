@@ -42,6 +42,7 @@ def test_small_budget_skips_steps_instead_of_overrunning(tmp_path: Path) -> None
     assert "=== train_qmix: skipped" in proc.stdout
 
 
+@pytest.mark.slow  # the script end to end: in the full suite only
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 def test_quick_run_on_cpu_passes_verify_and_writes_a_summary(tmp_path: Path) -> None:
     # The real run refuses a CPU (its timings would not be GPU timings); a quick run, which

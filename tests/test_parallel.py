@@ -86,6 +86,7 @@ print("PARALLEL_OK")
 """
 
 
+@pytest.mark.slow  # a subprocess with four devices: in the full suite only
 def test_a_grid_sharded_over_four_devices_matches_one_device():
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
            "JAX_PLATFORMS": "cpu"}

@@ -226,6 +226,7 @@ def test_compare_normalises_per_task_and_ranks(tmp_path: Path) -> None:
     assert profile["tau"][0] == 0.0 and profile["mappo"]["fraction"][-1] == 0.0
 
 
+@pytest.mark.slow  # three runs and a subprocess: in the full suite only
 def test_compare_command_line(tmp_path: Path) -> None:
     pytest.importorskip("rliable")
     dirs = [make_finished(tmp_path / k, learner, env, r) for k, learner, env, r in (

@@ -9,6 +9,7 @@ import pytest
 from experiments import reference
 
 
+@pytest.mark.slow  # an experiment run end to end: in the full suite only
 def test_reference_experiment_writes_results(tmp_path, capsys):
     out = tmp_path / "run"
     results = reference.main(["--seeds", "2", "--episodes", "16", "--chunk", "8",

@@ -21,7 +21,7 @@ from jaxmarl_coop.envs import make
 from jaxmarl_coop.learners import actor_critic as ac
 from jaxmarl_coop.learners.base import stack_hyperparams
 env, params = make("spread-v3")
-config = ac.ActorCriticConfig(num_envs=16, rollout_length=128, num_updates=20)
+config = ac.ActorCriticConfig(num_envs=16, rollout_length=128, num_updates=4)
 learner = ac.make_learner(config, env, params)
 keys = jax.random.split(jax.random.PRNGKey(0), 8)
 out = jax.jit(jax.vmap(learner.train))(keys, stack_hyperparams(config.hyperparams(), 8))
@@ -29,6 +29,7 @@ print("finished", float(jax.block_until_ready(out[1]["entropy"]).mean()))
 """
 
 
+@pytest.mark.slow  # a subprocess compiling as runs do: in the full suite only
 def test_eight_vmapped_mappo_seeds_finish():
     """This program hung forever (2 cores, jax 0.10.2) before ``configure_xla`` set both flags."""
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}

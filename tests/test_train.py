@@ -93,6 +93,7 @@ def test_train_writes_every_file_of_the_run_folder(tmp_path):
     assert not list(out.rglob("*.tmp"))
 
 
+@pytest.mark.slow  # needs the DQN run of `uninterrupted`: in the full suite only
 def test_a_resumed_run_ends_exactly_like_the_uninterrupted_one(tmp_path, uninterrupted):
     out = tmp_path / "cut"
     assert train.main([*DQN_ARGS, "--out", str(out), "--stop-after-chunks", "1"]
@@ -185,6 +186,7 @@ def test_ten_kills_at_random_points_resume_to_the_uninterrupted_run(tmp_path):
     assert _files(out) == _files(whole)
 
 
+@pytest.mark.slow  # needs the DQN run of `uninterrupted`: in the full suite only
 def test_evaluate_reloads_the_trained_team(tmp_path, uninterrupted, capsys):
     saved = json.loads((uninterrupted / "eval.json").read_text())
     run, params, _ = load_team(uninterrupted, "final")
@@ -221,6 +223,7 @@ def test_a_checkpoint_of_another_format_version_is_refused(tmp_path, monkeypatch
     assert meta["note"] == "new" and meta["format_version"] == current
 
 
+@pytest.mark.slow  # two programs compiled as runs compile them: in the full suite only
 @pytest.mark.optimised  # different programs, equal results: as runs compile them too
 def test_the_chunked_loop_equals_one_train_call():
     run, _ = train.parse_args(["--learner", "dqn", "--env", "spread-v3", "--env-steps", "1280",
@@ -307,6 +310,7 @@ def test_the_command_line_itself_exits_with_one_line():
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # needs the DQN run of `uninterrupted`: in the full suite only
 def test_an_existing_run_folder_is_not_overwritten(tmp_path, uninterrupted, capsys):
     assert_refused(train.main, [*DQN_ARGS, "--out", str(uninterrupted)], capsys,
                    "already holds a run; continue it with --resume", uninterrupted)

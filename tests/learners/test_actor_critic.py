@@ -9,7 +9,6 @@ import pytest
 
 from jaxmarl_coop.envs import make, random_policy
 from jaxmarl_coop.learners import actor_critic as ac
-from jaxmarl_coop.learners.base import stack_hyperparams
 from jaxmarl_coop.learners.evaluation import evaluate
 from jaxmarl_coop.learners.returns import gae
 
@@ -109,25 +108,7 @@ def test_squashed_gaussian_log_prob_and_range():
                                rtol=1e-4)
 
 
-@pytest.mark.parametrize(("algorithm", "critic"), [("ppo", "centralised"), ("ppo", "local"),
-                                                   ("a2c", "centralised"), ("a2c", "local")])
-def test_variants_run_and_vmapped_seeds_equal_single_runs(algorithm, critic):
-    env, params = make("tag-v3", max_steps=10)  # two teams: per-team parameters
-    config = ac.ActorCriticConfig(**TINY, algorithm=algorithm, critic=critic)
-    learner = ac.make_learner(config, env, params)
-    keys = jax.random.split(jax.random.PRNGKey(0), 2)
-    hps = stack_hyperparams(config.hyperparams(lr=jnp.array([1e-3, 3e-3])), 2)
-    state, metrics = jax.jit(jax.vmap(learner.train))(keys, hps)
-    assert metrics["entropy"].shape == (2, TINY["num_updates"])
-    assert np.all(np.isfinite(np.asarray(metrics["value_loss"])))
-    alone, _ = jax.jit(learner.train)(keys[1], config.hyperparams(lr=3e-3))
-    for x, y in zip(jax.tree.leaves(state.params), jax.tree.leaves(alone.params), strict=True):
-        np.testing.assert_allclose(np.asarray(x[1]), np.asarray(y), atol=1e-5)
-    again, _ = jax.jit(learner.train)(keys[1], config.hyperparams(lr=3e-3))
-    for x, y in zip(jax.tree.leaves(again.params), jax.tree.leaves(alone.params), strict=True):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
-
-
+@pytest.mark.slow  # in the full suite only (a learner compile of its own)
 def test_continuous_tracking_and_value_normalisation_run():
     env, params = make("tracking-v1", continuous_actions=True, max_steps=10)
     for policy in ("gaussian_tanh", "gaussian_clip"):
@@ -138,7 +119,7 @@ def test_continuous_tracking_and_value_normalisation_run():
         assert float(state.value_norm.count[0]) > 1.0
 
 
-@pytest.mark.parametrize("normalize_values", [True, False])
+@pytest.mark.parametrize("normalize_values", [True, pytest.param(False, marks=pytest.mark.slow)])
 def test_value_clip_window_is_centred_on_the_critic_at_the_first_step(normalize_values):
     # issue 17: old values were de-normalised with the old statistics and re-normalised with
     # the new ones, so the window old_v +- eps missed the critic (|v - old_v| 0.6-0.9 on
@@ -175,7 +156,11 @@ def test_value_and_advantage_statistics_are_per_team():
     one = ac.normalize_per_team(adv, np.zeros(4, np.int32))
     np.testing.assert_array_equal(np.asarray(one),
                                   np.asarray((adv - jnp.mean(adv)) / (jnp.std(adv) + 1e-8)))
-    # a learner on tag (predators and a prey) keeps two sets of statistics
+
+
+@pytest.mark.slow  # in the full suite only (a learner compile of its own)
+def test_a_learner_on_tag_keeps_value_statistics_per_team():
+    # predators and a prey: two sets of statistics
     env, params = make("tag-v3", max_steps=10)
     config = ac.ActorCriticConfig(**TINY, normalize_values=True)
     state, _ = jax.jit(ac.make_learner(config, env, params).train)(
@@ -184,6 +169,7 @@ def test_value_and_advantage_statistics_are_per_team():
     assert not np.isclose(*np.asarray(state.value_norm.mean))
 
 
+@pytest.mark.slow  # in the full suite only (a learner compile of its own)
 def test_env_step_count_does_not_overflow_int32():
     env, params = make("spread-v3")
     config = ac.ActorCriticConfig(num_envs=4, rollout_length=16, num_updates=100_000_000,
@@ -216,6 +202,7 @@ def test_bad_config_raises_early(build, match):
         build()
 
 
+@pytest.mark.slow  # a learning check: in the full suite only
 def test_mappo_clearly_beats_random_on_tracking():
     env, params = make("tracking-v1")
     config = ac.ActorCriticConfig(num_envs=16, rollout_length=50, num_updates=60)
@@ -235,8 +222,13 @@ ENV_CASES = [(env_id, {}) for env_id in ("spread-v3", "tag-v3", "tracking-v1", "
 ENV_CASES += [("tag-v3", {"prey_policy": "scripted"}), ("tag-v3", {"continuous_actions": True})]
 
 
-@pytest.mark.parametrize(("env_id", "kwargs"), ENV_CASES,
-                         ids=[f"{e}{'-' + '-'.join(k) if k else ''}" for e, k in ENV_CASES])
+#: every env in the full suite; these two (a particle task, a matrix game) in every run too
+QUICK_ENVS = ("spread-v3", "penalty-v1")
+
+
+@pytest.mark.parametrize(("env_id", "kwargs"), [
+    pytest.param(e, k, marks=() if e in QUICK_ENVS and not k else pytest.mark.slow)
+    for e, k in ENV_CASES], ids=[f"{e}{'-' + '-'.join(k) if k else ''}" for e, k in ENV_CASES])
 def test_runs_on_every_registered_env(env_id, kwargs):
     from jaxmarl_coop.envs import registered
 

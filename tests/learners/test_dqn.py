@@ -1,4 +1,5 @@
-"""Independent DQN: whole runs jitted and vmapped, determinism, config checks, learning."""
+"""Independent DQN: state size, parameter groups, replay, config checks, learning (vmapping
+and determinism: tests/learners/test_protocol.py)."""
 
 from __future__ import annotations
 
@@ -23,22 +24,6 @@ TINY = dqn.DQNConfig(num_envs=4, rollout_length=2, num_updates=40, buffer_size=2
 def _leaves_equal(a, b, atol=0.0):
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=atol, rtol=0)
-
-
-def test_vmapped_seeds_and_hyperparams_equal_single_runs():
-    env, params = make("tag-v3", max_steps=10)  # two teams: per-team parameter groups
-    learner = dqn.make_learner(TINY, env, params)
-    keys = jax.random.split(jax.random.PRNGKey(0), 3)
-    hps = stack_hyperparams(TINY.hyperparams(lr=jnp.array([1e-3, 3e-3, 1e-2])), 3)
-    state, metrics = jax.jit(jax.vmap(learner.train))(keys, hps)
-    assert metrics["loss"].shape == (3, TINY.num_updates)
-    assert bool(metrics["learning"][0, -1]) and np.all(np.isfinite(metrics["loss"]))
-    single_state, single_metrics = jax.jit(learner.train)(keys[1], TINY.hyperparams(lr=3e-3))
-    _leaves_equal(jax.tree.map(lambda x: x[1], state.params), single_state.params, atol=1e-5)
-    np.testing.assert_allclose(metrics["loss"][1], single_metrics["loss"], rtol=1e-4,
-                               atol=1e-6)
-    again, _ = jax.jit(learner.train)(keys[1], TINY.hyperparams(lr=3e-3))
-    _leaves_equal(again.params, single_state.params)  # same key, same result, bit for bit
 
 
 def test_state_does_not_grow_with_training_length():
@@ -66,6 +51,7 @@ def test_parameter_groups(share):
     assert first_layer.shape[1] == env.obs_dim + (env.num_agents if share else 0)
 
 
+@pytest.mark.slow  # a learning check: in the full suite only
 def test_double_dqn_and_n_step_switches_change_learning():
     env, params = make("tracking-v1")
     runs = {}
@@ -144,6 +130,7 @@ def test_hysteretic_adam_with_equal_gradients_is_clipped_adam_bit_for_bit():
         _leaves_equal(state, ref_state)
 
 
+@pytest.mark.slow  # a learner compile of its own: in the full suite only
 def test_step_counters_do_not_overflow_int32():
     # issue 17: env steps counted in int32 wrapped past 2**31, turning epsilon back to its
     # start and learning off (env_steps < learning_starts)
@@ -162,6 +149,7 @@ def test_step_counters_do_not_overflow_int32():
     np.testing.assert_allclose(float(metrics["env_steps"]), 300_000_001 * 8, rtol=1e-6)
 
 
+@pytest.mark.slow  # a learning check: in the full suite only
 def test_hysteretic_dqn_coordinates_on_the_penalty_game():
     """With a large miscoordination penalty (k = -25) independent DQN learners settle on the
     safe (1, 1); hysteretic ones (beta = 0.1) mostly reach an optimum, (0, 0) or (2, 2).
@@ -208,6 +196,7 @@ def test_continuous_env_is_rejected():
         dqn.make_learner(TINY, env, params)
 
 
+@pytest.mark.slow  # a learning check: in the full suite only
 def test_dqn_clearly_beats_random_on_tracking():
     env, params = make("tracking-v1")
     config = dqn.DQNConfig(num_envs=16, rollout_length=2, num_updates=1500, buffer_size=20_000,

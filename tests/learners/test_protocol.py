@@ -1,7 +1,13 @@
 """The learner protocol, over every registered learner (as the env conformance test runs over
 every env): the module's face, two updates under ``jit(vmap)`` with hyperparameters vmapped,
-seed i of the vmap equal to seed i alone, and a policy from the trained params that acts
-legally. A learner added to the registry is picked up here."""
+seed i of the vmap equal to seed i alone, the same key giving the same bits, and a policy from
+the trained params that acts legally. A learner added to the registry is picked up here.
+
+Independent and actor-critic learners run on ``tag-v3`` (two teams, so per-team parameters
+are vmapped too), value decomposition on ``spread-v3`` (one cooperating team), tabular Q on a
+matrix game (a finite observation space). These are the variants' only vmap-equals-alone
+checks: the learner modules' own tests do not repeat them.
+"""
 
 from __future__ import annotations
 
@@ -29,6 +35,12 @@ SMALL = {
     "tabular_q": {"num_envs": 2, "rollout_length": 4},
 }
 SWEPT = ("lr", "alpha")  # the hyperparameter given a different value per seed
+#: each family's env: two teams where the family can learn several (per-team parameters
+#: vmapped too), one cooperating team for value decomposition, a finite observation space
+#: for tabular Q
+ENVS = {"actor_critic": ("tag-v3", {"max_steps": 10}), "dqn": ("tag-v3", {"max_steps": 10}),
+        "value_decomposition": ("spread-v3", {"max_steps": 10}),
+        "tabular_q": ("penalty-v1", {"k": -25})}
 
 
 def _small(spec: registry.LearnerSpec) -> dict:
@@ -39,19 +51,22 @@ def _small(spec: registry.LearnerSpec) -> dict:
     return small
 
 
-#: one learner of each family is also checked as users' runs compile it (full optimisation)
-OPTIMISED = ("mappo", "dqn", "qmix", "tabular_q")
+#: the two network families' main learners are checked as users' runs compile them (full
+#: optimisation); these long compiles run in the full suite only (``slow``)
+OPTIMISED = ("mappo", "dqn")
+_FULL = (pytest.mark.optimised, pytest.mark.slow)
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.optimised)
-                                  if n in OPTIMISED else n for n in registry.learner_names()])
+@pytest.mark.parametrize("name", [pytest.param(n, marks=_FULL) if n in OPTIMISED else n
+                                  for n in registry.learner_names()])
 def test_every_learner_follows_the_protocol(name):
     assert jax.config.values["jax_disable_most_optimizations"] is (name not in OPTIMISED
                                                          and QUICK_COMPILE)
     spec = registry.get_learner(name)
     for part in registry.PROTOCOL:
         assert hasattr(spec.module, part), part
-    env, env_params = make("penalty-v1", k=-25)
+    family = spec.module.__name__.rsplit(".", 1)[-1]
+    env, env_params = make(*ENVS[family][:1], **ENVS[family][1])
     learner, config = registry.make_learner(name, env, env_params, **_small(spec),
                                             num_updates=2)
     assert isinstance(config, LearnerConfig) and type(config) is spec.config_class
@@ -70,11 +85,17 @@ def test_every_learner_follows_the_protocol(name):
     assert "episode_return" in metrics
 
     # seed 1 of the vmap, trained alone with its own hyperparameters
-    alone, alone_metrics = jax.jit(learner.train)(keys[1], jax.tree.map(lambda x: x[1], hps))
+    single = jax.jit(learner.train)
+    alone, alone_metrics = single(keys[1], jax.tree.map(lambda x: x[1], hps))
     for got, want in zip(jax.tree.leaves(jax.tree.map(lambda x: x[1], (states, metrics))),
                          jax.tree.leaves((alone, alone_metrics)), strict=True):
         np.testing.assert_allclose(np.asarray(got, np.float64), np.asarray(want, np.float64),
                                    rtol=1e-5, atol=1e-6)
+    # the same key and hyperparameters again: the same bits
+    again = single(keys[1], jax.tree.map(lambda x: x[1], hps))
+    for got, want in zip(jax.tree.leaves(again), jax.tree.leaves((alone, alone_metrics)),
+                         strict=True):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
     params = jax.tree.map(lambda x: x[1], spec.module.policy_params(states))
     np.testing.assert_allclose(
         np.asarray(jax.tree.leaves(params)[0]),

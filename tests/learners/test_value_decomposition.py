@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -169,32 +167,6 @@ def test_qmix_is_monotone_in_every_agent_value(seed, scale, qs, state):
     assert np.all(np.isfinite(grad)) and np.all(grad >= 0.0), grad
 
 
-def test_qmix_runs_vmap_over_seeds_and_hyperparams_deterministically():
-    env, params = make("spread-v3", max_steps=10)
-    learner = vd.make_learner(TINY, env, params)
-    keys = jnp.tile(jax.random.split(jax.random.PRNGKey(0), 2), (2, 1))  # 2 lrs x 2 seeds
-    hps = stack_hyperparams(TINY.hyperparams(lr=jnp.array([1e-3, 1e-3, 1e-2, 1e-2])), 4)
-    train = jax.jit(jax.vmap(learner.train))
-    text = train.lower(keys, hps).as_text()
-    assert re.search(r"lapack_\w+|geqrf", text) is None  # see tests/test_runtime.py
-    state, metrics = train(keys, hps)
-    assert metrics["loss"].shape == (4, TINY.num_updates)
-    assert bool(metrics["learning"][0, -1]) and np.all(np.isfinite(metrics["loss"]))
-    assert set(state.params) == {"agents", "mixer"}
-    assert not np.allclose(metrics["loss"][1], metrics["loss"][3])  # the lr matters
-    single = jax.jit(learner.train)
-    alone, alone_metrics = single(keys[3], TINY.hyperparams(lr=1e-2))
-    for x, y in zip(jax.tree.leaves(state.params), jax.tree.leaves(alone.params), strict=True):
-        np.testing.assert_allclose(np.asarray(x[3]), np.asarray(y), atol=1e-5, rtol=0)
-    np.testing.assert_allclose(metrics["q_mean"][3], alone_metrics["q_mean"], rtol=1e-4,
-                               atol=1e-5)
-    again, again_metrics = single(keys[3], TINY.hyperparams(lr=1e-2))
-    for x, y in zip(jax.tree.leaves(again), jax.tree.leaves(alone), strict=True):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))  # same key: same bits
-    np.testing.assert_array_equal(np.asarray(again_metrics["loss"]),
-                                  np.asarray(alone_metrics["loss"]))
-
-
 @pytest.mark.parametrize(("mixer", "stored"), [("vdn", False), ("qmix", True)])
 def test_global_state_is_stored_only_for_qmix(mixer, stored):
     env, params = make("spread-v3")
@@ -233,6 +205,7 @@ def _matrix_game_runs(mixer, k):
     return joint, optimal[:seeds], optimal[seeds:], np.asarray(metrics["q_mean"][:, -1])
 
 
+@pytest.mark.slow  # a learning check: in the full suite only
 def test_qmix_learns_the_penalty_game():
     """k = 0: both optima are safe; QMIX (plain and hysteretic) picks one in every seed and
     its Q_tot approaches the team reward 2 * 10 (rewards summed over the two agents).
@@ -243,6 +216,7 @@ def test_qmix_learns_the_penalty_game():
     assert 16.0 < float(np.mean(q_tot)) < 22.0, q_tot
 
 
+@pytest.mark.slow  # a learning check: in the full suite only
 def test_hysteretic_vdn_coordinates_where_vdn_cannot():
     """k = -25: fitted to exploring data, VDN's sum of per-agent values favours the safe
     (1, 1) (payoff 2); hysteretic VDN (beta 0.1) reaches an optimum (payoff 10).
