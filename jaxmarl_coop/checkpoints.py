@@ -80,27 +80,57 @@ def _from_orbax(unraisable: Any) -> bool:
     return any(f"{os.sep}{lib}{os.sep}" in f for f in files for lib in ("orbax", "tensorstore"))
 
 
-def _drop_failed_read_noise() -> None:
-    """When orbax's read of a damaged checkpoint fails, its other reads still pending end
-    later, outside any caller: tensorstore's callbacks into the closed asyncio loop
-    ("RuntimeError: Event loop is closed") and orbax's read coroutines each land in
-    ``sys.unraisablehook`` as a traceback. After such a failure (reported in one line by
-    :class:`CorruptCheckpoint`) those, and only those, are dropped."""
-    global _FAILED_READ
-    _FAILED_READ = True
+def _closed_loop_callback(value: BaseException | None, tb: Any) -> bool:
+    """A callback into an asyncio loop that has already closed (tensorstore finishing a read
+    after orbax's loop ended): ``RuntimeError("Event loop is closed")`` from asyncio."""
+    if not (isinstance(value, RuntimeError) and str(value) == "Event loop is closed"):
+        return False
+    files = []
+    while tb is not None:
+        files.append(tb.tb_frame.f_code.co_filename)
+        tb = tb.tb_next
+    return not files or any(f"{os.sep}asyncio{os.sep}" in f for f in files)
+
+
+def _install_read_noise_filters() -> None:
+    """Drop the noise orbax's pending reads leave after a read of a damaged checkpoint fails.
+
+    Its other reads still pending end later, outside any caller: tensorstore's callbacks into
+    the closed asyncio loop ("RuntimeError: Event loop is closed", printed through
+    ``sys.excepthook`` from tensorstore's threads, possibly before the failure reaches us) and
+    orbax's read coroutines, each landing in ``sys.unraisablehook`` as a traceback. A
+    callback into a closed loop is dropped whenever it comes (only a read that was abandoned
+    makes one); the rest of orbax's and tensorstore's unraisable exceptions only after a read
+    has failed (reported in one line by :class:`CorruptCheckpoint`). Installed once, before
+    the first read."""
     previous = sys.unraisablehook
     if getattr(previous, "_drops_failed_read_noise", False):
         return
 
-    def hook(unraisable: Any) -> None:
-        value = unraisable.exc_value
-        closed = isinstance(value, RuntimeError) and str(value) == "Event loop is closed"
-        if _FAILED_READ and (closed or _from_orbax(unraisable)):
+    def unraisable_hook(unraisable: Any) -> None:
+        if _closed_loop_callback(unraisable.exc_value, unraisable.exc_traceback) or (
+                _FAILED_READ and _from_orbax(unraisable)):
             return
         previous(unraisable)
 
-    hook._drops_failed_read_noise = True  # type: ignore[attr-defined]
-    sys.unraisablehook = hook
+    previous_except = sys.excepthook
+
+    def except_hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        if _closed_loop_callback(value, tb):
+            return
+        previous_except(kind, value, tb)
+
+    unraisable_hook._drops_failed_read_noise = True  # type: ignore[attr-defined]
+    sys.unraisablehook = unraisable_hook
+    sys.excepthook = except_hook
+
+
+def _drop_failed_read_noise() -> None:
+    """After a failed read: orbax's and tensorstore's leftovers are not the user's business
+    (see :func:`_install_read_noise_filters`)."""
+    global _FAILED_READ
+    _FAILED_READ = True
+    _install_read_noise_filters()
 
 
 def _manager(directory: str | os.PathLike[str], create: bool, max_to_keep: int = 2) -> Any:
@@ -203,6 +233,7 @@ def restore(directory: str | os.PathLike[str], like: Any, step: int | None = Non
     """
     import orbax.checkpoint as ocp
 
+    _install_read_noise_filters()  # before the read: a damaged file's noise can come first
     step, meta = restore_meta(directory, step)
     if check_meta is not None:
         check_meta(step, meta)

@@ -318,3 +318,25 @@ def test_a_run_extended_continues_its_metrics_and_says_so(run_dir, tmp_path, cap
     # and a resumed extended run is checked against its own, extended, settings
     assert_refused(train.main, ["--resume", str(out), "--env-steps", "500"], capsys,
                    "would shorten the run to 25 updates from 30", out)
+
+
+def test_a_callback_into_orbaxs_closed_loop_prints_nothing(monkeypatch, capsys):
+    """tensorstore finishing an abandoned read calls into asyncio's closed loop; its
+    traceback came through ``sys.excepthook``, sometimes before our one-line warning."""
+    import asyncio
+
+    monkeypatch.setattr(sys, "excepthook", sys.__excepthook__)
+    monkeypatch.setattr(sys, "unraisablehook", sys.__unraisablehook__)
+    checkpoints._install_read_noise_filters()
+    loop = asyncio.new_event_loop()
+    loop.close()
+    try:
+        loop.call_soon_threadsafe(print)
+    except RuntimeError as err:
+        sys.excepthook(type(err), err, err.__traceback__)
+    assert capsys.readouterr().err == ""
+    try:
+        raise RuntimeError("something else")
+    except RuntimeError as err:
+        sys.excepthook(type(err), err, err.__traceback__)
+    assert "something else" in capsys.readouterr().err  # other errors are still shown
