@@ -51,9 +51,9 @@ def _small(spec: registry.LearnerSpec) -> dict:
     return small
 
 
-#: the two network families' main learners are checked as users' runs compile them (full
-#: optimisation); these long compiles run in the full suite only (``slow``)
-OPTIMISED = ("mappo", "dqn")
+#: the default learner is also checked as users' runs compile it (full optimisation; DQN is,
+#: by tests/test_train.py's chunked-loop test); its long compile runs in the full suite only
+OPTIMISED = ("mappo",)
 _FULL = (pytest.mark.optimised, pytest.mark.slow)
 
 
