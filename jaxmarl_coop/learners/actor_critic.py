@@ -14,7 +14,8 @@ distributions: a categorical over the legal actions (illegal ones get probabilit
 continuous actions a diagonal Gaussian squashed into [0, 1] by ``(tanh(u) + 1) / 2``
 (``policy="gaussian_tanh"``, log-probabilities corrected exactly) or clipped to [0, 1]
 (``policy="gaussian_clip"``, log-probabilities of the unclipped sample). Options: value
-normalisation (running mean and variance of the value targets), per-minibatch advantage
+normalisation (running mean and variance of the value targets), PPO's value clipping (off by
+default: ``clip_value_loss``), per-minibatch advantage
 normalisation, entropy bonus, global-norm gradient clipping, linear learning-rate annealing.
 Every hyperparameter is traced, so seeds and settings vmap in one program.
 
@@ -109,7 +110,10 @@ class ActorCriticConfig(LearnerConfig):
     policy: str | None = None
     normalize_advantages: bool = True
     normalize_values: bool = False
-    clip_value_loss: bool = True
+    #: PPO's value clipping (|v - old_v| <= clip_eps, in the critic's units). Off by default:
+    #: an 8-seed study (issue 17; docs/results.md) found it no better on tracking and worse
+    #: on spread, where in raw return units it held the critic to ~0.2 per update.
+    clip_value_loss: bool = False
     anneal_lr: bool = True
 
     Hyperparams: ClassVar[type] = ActorCriticHyperparams

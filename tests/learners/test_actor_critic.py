@@ -126,7 +126,7 @@ def test_value_clip_window_is_centred_on_the_critic_at_the_first_step(normalize_
     # spread). One epoch of one minibatch: the only gradient step is the first one.
     env, params = make("spread-v3")
     config = ac.ActorCriticConfig(num_envs=4, rollout_length=16, num_updates=4, hidden=(16,),
-                                  num_epochs=1, num_minibatches=1,
+                                  num_epochs=1, num_minibatches=1, clip_value_loss=True,
                                   normalize_values=normalize_values)
     state, metrics = jax.jit(ac.make_learner(config, env, params).train)(
         jax.random.PRNGKey(0), config.hyperparams())
