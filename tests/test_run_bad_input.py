@@ -250,6 +250,7 @@ def test_resume_falls_back_to_the_previous_checkpoint(damage, run_dir, tmp_path,
     assert checkpoints.all_steps(out / "checkpoints") == [3, 4]
 
 
+@pytest.mark.slow  # two subprocesses: in the full suite only
 def test_as_commands_they_print_one_line_and_no_late_tracebacks(run_dir, tmp_path):
     """Orbax's reads still pending after a failed one used to end in asyncio tracebacks at
     exit ("Event loop is closed", five of them for a seeds mismatch): run as commands, a

@@ -43,6 +43,7 @@ def uninterrupted(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow  # an IPPO run end to end: full suite only (the edit loop has tabular runs)
 def test_train_writes_every_file_of_the_run_folder(tmp_path):
     out = tmp_path / "run"
     result = train.main(["--learner", "ippo", "--env", "spread-v3", "--seeds", "2",

@@ -39,6 +39,7 @@ def test_state_does_not_grow_with_training_length():
     assert shapes[1][1]["loss"].shape == (1000,)  # metrics: one value per update
 
 
+@pytest.mark.slow  # a learner compile of its own: in the full suite only
 @pytest.mark.parametrize("share", [True, False])
 def test_parameter_groups(share):
     env, params = make("tag-v3")  # two teams: predators and prey
@@ -63,6 +64,7 @@ def test_double_dqn_and_n_step_switches_change_learning():
     assert not np.allclose(runs[(True, 1)], runs[(True, 3)])
 
 
+@pytest.mark.slow  # a learner compile of its own: in the full suite only
 def test_learning_rate_annealing():
     env, params = make("spread-v3")
     config = dqn.DQNConfig(**{**TINY.__dict__, "anneal_lr": True, "learning_starts": 0})

@@ -121,6 +121,7 @@ def test_hysteretic_learners_climb_where_plain_ones_do_not():
     assert np.nanmean(late[seeds:]) > 0.8 > np.nanmean(late[:seeds])
 
 
+@pytest.mark.slow  # a second vmap-equals-alone check (the protocol has one): full suite only
 def test_vmap_over_alpha_gamma_epsilon_equals_single_runs():
     env, params = make("grid-tracking-v1", max_steps=10)
     config = tabular_q.TabularQConfig(num_envs=2, rollout_length=10, num_updates=20)
