@@ -68,15 +68,20 @@ def _quiet() -> Iterator[None]:
 _FAILED_READ = False
 
 
+def _traceback_files(tb: Any) -> list[str]:
+    """The source files of a traceback's frames, outermost first."""
+    files = []
+    while tb is not None:
+        files.append(tb.tb_frame.f_code.co_filename)
+        tb = tb.tb_next
+    return files
+
+
 def _from_orbax(unraisable: Any) -> bool:
     """An unraisable exception raised in orbax's or tensorstore's code (its traceback), or a
     coroutine of theirs that never finished."""
     code = getattr(unraisable.object, "cr_code", None)
-    files = [getattr(code, "co_filename", "")]
-    tb = unraisable.exc_traceback
-    while tb is not None:
-        files.append(tb.tb_frame.f_code.co_filename)
-        tb = tb.tb_next
+    files = [getattr(code, "co_filename", ""), *_traceback_files(unraisable.exc_traceback)]
     return any(f"{os.sep}{lib}{os.sep}" in f for f in files for lib in ("orbax", "tensorstore"))
 
 
@@ -85,10 +90,7 @@ def _closed_loop_callback(value: BaseException | None, tb: Any) -> bool:
     after orbax's loop ended): ``RuntimeError("Event loop is closed")`` from asyncio."""
     if not (isinstance(value, RuntimeError) and str(value) == "Event loop is closed"):
         return False
-    files = []
-    while tb is not None:
-        files.append(tb.tb_frame.f_code.co_filename)
-        tb = tb.tb_next
+    files = _traceback_files(tb)
     return not files or any(f"{os.sep}asyncio{os.sep}" in f for f in files)
 
 
