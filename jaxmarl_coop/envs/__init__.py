@@ -1,6 +1,7 @@
 """Pure functional multi-agent environments with a leading agent axis."""
 
 from jaxmarl_coop.envs.core import Env, TimeStep, checked, random_policy
+from jaxmarl_coop.envs.cue import Cue, CueParams, cue_memory_policy, cue_memoryless_policy
 from jaxmarl_coop.envs.grid_tracking import GridTracking, GridTrackingParams
 from jaxmarl_coop.envs.intersection import (
     Intersection,
@@ -50,6 +51,7 @@ register("prisoners-dilemma-v1", PrisonersDilemma)
 register("grid-tracking-v1", GridTracking)
 register("load-balancing-v1", LoadBalancing)
 register("intersection-v1", Intersection)
+register("cue-v1", Cue)
 
 register_reference_policy("tracking-v1", "greedy_chase", greedy_chase_policy)
 register_reference_policy("load-balancing-v1", "round_robin", round_robin_policy)
@@ -61,6 +63,8 @@ register_reference_policy("load-balancing-v1", "coordinated_dispatch",
                           coordinated_dispatch_policy)
 register_reference_policy("intersection-v1", "always_go", always_go_policy)
 register_reference_policy("intersection-v1", "fixed_time_light", fixed_time_light_policy)
+register_reference_policy("cue-v1", "memoryless", cue_memoryless_policy)
+register_reference_policy("cue-v1", "memory", cue_memory_policy)
 
 __all__ = [
     "AgentID",
@@ -68,6 +72,8 @@ __all__ = [
     "Box",
     "Climbing",
     "ClimbingParams",
+    "Cue",
+    "CueParams",
     "Discrete",
     "Env",
     "EpisodeStats",
@@ -93,6 +99,8 @@ __all__ = [
     "always_go_policy",
     "checked",
     "coordinated_dispatch_policy",
+    "cue_memory_policy",
+    "cue_memoryless_policy",
     "fixed_time_light_policy",
     "greedy_chase_policy",
     "join_shortest_observed_queue_policy",

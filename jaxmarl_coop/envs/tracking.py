@@ -50,15 +50,28 @@ against a solid obstacle counts at every step).
 ``info``: ``mean_distance`` (mean_i d_i), ``captured`` (1 if some agent is inside the
 capture radius; its episode mean is the fraction of steps with a capture) and
 ``collisions`` (the count in the reward). Observation of agent ``i`` (width
-``8 + 4(N-1) + 2K``)::
+``8 + 4(N-1) + 2K``, plus ``N`` with ``visibility_flags=True``)::
 
-    [v_i, p_i, p_T - p_i, v_T, (p_j - p_i)_{j != i}, (v_j)_{j != i}, (o_k - p_i)_k]
+    [v_i, p_i, p_T - p_i, v_T, (p_j - p_i)_{j != i}, (v_j)_{j != i}, (o_k - p_i)_k
+     (, 1[T visible to i], (1[j visible to i])_{j != i})]
+
+Sensing radius (param ``sensing_radius`` R, default ``inf``: everything visible). Agent
+``i`` sees the target when ``||p_T - p_i||^2 <= R^2`` and teammate ``j`` when
+``||p_j - p_i||^2 <= R^2`` (squared distances in float32, so a point exactly at distance R
+is seen); what it does not see reads as zeros: ``p_T - p_i`` and ``v_T`` for the target,
+``p_j - p_i`` and ``v_j`` for teammate ``j``. Its own ``v_i, p_i`` and the obstacles (the
+map) are always observed. With the static option ``visibility_flags=True`` the observation
+ends with ``1 + (N-1)`` floats, 1.0 where the target, then each teammate ``j != i`` (in the
+order of the blocks above), is visible and 0.0 where not, so a zero entry that is unseen
+can be told from one that is really zero. With the defaults (R = inf, no flags) the
+observation is the full one above, bit for bit. The global state ignores R.
 
 Global state: ``[all p (2N), all v (2N), p_T, v_T, all o (2K)]``. Episodes are
 truncated after ``max_steps`` (50); they never terminate.
 
 Reference policies: ``random_policy`` (uniform legal actions, ``envs.core``) and
-``greedy_chase_policy`` below (every agent heads straight for the target).
+``greedy_chase_policy`` below (every agent heads straight for the target it sees; an
+agent that sees no target stays put).
 """
 
 from __future__ import annotations
@@ -115,6 +128,8 @@ class TrackingParams:
     distance_weight: float = 1.0
     capture_bonus: float = 1.0
     collision_penalty: float = 1.0
+    #: an agent sees the target / a teammate within this distance (inclusive); inf: always
+    sensing_radius: float = float("inf")
     world: physics.WorldParams = physics.WorldParams()
 
     def __post_init__(self) -> None:
@@ -122,6 +137,8 @@ class TrackingParams:
         check_param("max_steps", self.max_steps, low=1)
         for name in ("arena_half_width", "agent_size", "agent_mass"):
             check_param(name, getattr(self, name), low=0.0, low_inclusive=False)
+        check_param("sensing_radius", self.sensing_radius, low=0.0, low_inclusive=False,
+                    allow_inf=True)
         check_param("agent_max_speed", self.agent_max_speed, low=0.0, low_inclusive=False,
                     allow_inf=True)
         for name in ("agent_accel", "obstacle_size", "target_speed", "target_turn_std",
@@ -145,16 +162,18 @@ class Tracking(Env[TrackingState, TrackingParams]):
 
     def __init__(self, num_agents: int = 2, num_obstacles: int = 0,
                  continuous_actions: bool = False, solid_obstacles: bool = True,
-                 debug: bool = False) -> None:
+                 debug: bool = False, visibility_flags: bool = False) -> None:
         self.num_agents = check_count("num_agents", num_agents, 1)
         physics.check_num_discs("tracking", num_agents=self.num_agents)
         self.num_obstacles = check_count("num_obstacles", num_obstacles, 0)
         self.solid_obstacles = check_flag("solid_obstacles", solid_obstacles)
         self.continuous_actions = check_flag("continuous_actions", continuous_actions)
+        self.visibility_flags = check_flag("visibility_flags", visibility_flags)
         self.debug = check_flag("debug", debug)
         n, k = self.num_agents, self.num_obstacles
         self.num_actions = physics.NUM_MOVE_ACTIONS
-        self.obs_dim = 8 + 4 * (n - 1) + 2 * k
+        # the flags: 1 for the target, 1 per teammate
+        self.obs_dim = 8 + 4 * (n - 1) + 2 * k + (n if self.visibility_flags else 0)
         self.state_dim = 4 * n + 4 + 2 * k
         self.agent_names = tuple(f"agent_{i}" for i in range(n))
         self.teams = {"agents": tuple(range(n))}
@@ -324,16 +343,50 @@ class Tracking(Env[TrackingState, TrackingParams]):
         return params.target_speed * jnp.stack([jnp.cos(state.target_heading),
                                                 jnp.sin(state.target_heading)])
 
-    def _timestep(self, state: TrackingState, reward: jax.Array, info: dict[str, jax.Array],
-                  params: TrackingParams) -> TimeStep:
+    def observations(self, state: TrackingState, params: TrackingParams) -> jax.Array:
+        """``(N, obs_dim)`` float32, laid out as in the module docstring.
+
+        Agent ``i`` sees the target iff ``||p_T - p_i||^2 <= sensing_radius^2`` and teammate
+        ``j`` iff ``||p_j - p_i||^2 <= sensing_radius^2`` (float32); unseen entries are
+        zeros, and with ``visibility_flags`` the last ``N`` columns are the target's flag
+        then the teammates' (1.0 seen, 0.0 not).
+        """
         n = self.num_agents
         pos, vel = state.agent_pos, state.agent_vel
+        target_vel = jnp.broadcast_to(self.target_velocity(state, params), (n, 2))
+        to_target = state.target_pos[None, :] - pos  # (N, 2)
+        to_others = physics.off_diagonal(pos[None, :, :] - pos[:, None, :])  # (N, N-1, 2)
+        others_vel = physics.off_diagonal(jnp.broadcast_to(vel[None, :, :], (n, n, 2)))
+        radius = concrete_values(params.sensing_radius)
+        if radius is not None and np.all(np.isinf(radius)) and not self.visibility_flags:
+            # a known infinite radius sees everything: the program of the full view, op for
+            # op (learners compiled with default params stay bit-identical to before R)
+            return jnp.concatenate(
+                [vel, pos, to_target, target_vel, to_others.reshape(n, -1),
+                 others_vel.reshape(n, -1),
+                 (state.obstacle_pos[None, :, :] - pos[:, None, :]).reshape(n, -1)], axis=-1)
+        # squared distances against R^2: no sqrt, and exact for points placed at R
+        reach = jnp.square(jnp.asarray(params.sensing_radius, jnp.float32))
+        sees_target = jnp.sum(to_target * to_target, axis=-1) <= reach  # (N,)
+        sees_other = jnp.sum(to_others * to_others, axis=-1) <= reach  # (N, N-1)
+        # where() keeps a visible entry's bits, so R = inf reproduces the full view exactly
+        to_target = jnp.where(sees_target[:, None], to_target, 0.0)
+        target_vel = jnp.where(sees_target[:, None], target_vel, 0.0)
+        to_others = jnp.where(sees_other[..., None], to_others, 0.0)
+        others_vel = jnp.where(sees_other[..., None], others_vel, 0.0)
+        parts = [vel, pos, to_target, target_vel, to_others.reshape(n, -1),
+                 others_vel.reshape(n, -1),
+                 (state.obstacle_pos[None, :, :] - pos[:, None, :]).reshape(n, -1)]
+        if self.visibility_flags:
+            parts += [sees_target[:, None].astype(jnp.float32),
+                      sees_other.astype(jnp.float32)]
+        return jnp.concatenate(parts, axis=-1)
+
+    def _timestep(self, state: TrackingState, reward: jax.Array, info: dict[str, jax.Array],
+                  params: TrackingParams) -> TimeStep:
+        pos, vel = state.agent_pos, state.agent_vel
         target_vel = self.target_velocity(state, params)
-        obs = jnp.concatenate([
-            vel, pos, state.target_pos[None, :] - pos, jnp.broadcast_to(target_vel, (n, 2)),
-            physics.off_diagonal(pos[None, :, :] - pos[:, None, :]).reshape(n, -1),
-            physics.off_diagonal(jnp.broadcast_to(vel[None, :, :], (n, n, 2))).reshape(n, -1),
-            (state.obstacle_pos[None, :, :] - pos[:, None, :]).reshape(n, -1)], axis=-1)
+        obs = self.observations(state, params)
         global_state = jnp.concatenate([pos.reshape(-1), vel.reshape(-1), state.target_pos,
                                         target_vel, state.obstacle_pos.reshape(-1)])
         return TimeStep(obs=obs, action_mask=self.all_legal_mask(), global_state=global_state,
@@ -345,7 +398,8 @@ def greedy_chase_policy(env: Tracking) -> Policy:
     """Every agent heads straight for the target, ignoring its teammates.
 
     Discrete: the move whose direction best matches ``p_T - p_i``; continuous: full thrust
-    along ``p_T - p_i``. Returns ``policy(key, timestep) -> actions``.
+    along ``p_T - p_i``. An agent that does not see the target (beyond ``sensing_radius``:
+    ``p_T - p_i`` reads as zeros) does nothing. Returns ``policy(key, timestep) -> actions``.
     """
 
     def policy(key: jax.Array, timestep: TimeStep) -> jax.Array:

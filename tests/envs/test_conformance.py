@@ -11,14 +11,15 @@ from jaxmarl_coop.envs import make, random_policy, registered
 
 EPISODE_STEPS = {"spread-v3": 25, "tag-v3": 25, "tracking-v1": 50, "climbing-v1": 25,
                  "penalty-v1": 25, "prisoners-dilemma-v1": 25, "grid-tracking-v1": 25,
-                 "load-balancing-v1": 100, "intersection-v1": 100}
+                 "load-balancing-v1": 100, "intersection-v1": 100, "cue-v1": 25}
 
 # every registered id must appear here (checked below), with extra constructor variants
 VARIANTS = {
     "spread-v3": [{}, {"continuous_actions": True}, {"num_agents": 5}],
     "tag-v3": [{}, {"continuous_actions": True}, {"prey_policy": "scripted"},
                {"num_adversaries": 2, "num_good": 2, "num_obstacles": 0}],
-    "tracking-v1": [{}, {"continuous_actions": True}, {"num_agents": 4, "num_obstacles": 2}],
+    "tracking-v1": [{}, {"continuous_actions": True}, {"num_agents": 4, "num_obstacles": 2},
+                    {"num_agents": 3, "sensing_radius": 0.5, "visibility_flags": True}],
     "climbing-v1": [{}, {"history": True}],
     "penalty-v1": [{}, {"history": True}],
     "prisoners-dilemma-v1": [{}, {"history": True}],
@@ -26,6 +27,8 @@ VARIANTS = {
     "load-balancing-v1": [{}, {"num_dispatchers": 5, "num_servers": 2, "max_delay": 0},
                           {"num_dispatchers": 1, "num_servers": 1}],
     "intersection-v1": [{}, {"num_agents": 2}, {"num_agents": 6}],
+    "cue-v1": [{}, {"continuous_actions": True},
+               {"num_agents": 4, "num_landmarks": 5, "cue_steps": 0}],
 }
 CASES = [(env_id, kw) for env_id in sorted(VARIANTS) for kw in VARIANTS[env_id]]
 IDS = [f"{e}-{'-'.join(f'{k}={v}' for k, v in kw.items()) or 'default'}" for e, kw in CASES]
@@ -126,7 +129,7 @@ def test_params_vmap_without_recompiling(env_id):
              "tracking-v1": "collision_penalty", "climbing-v1": "reward_noise_std",
              "penalty-v1": "reward_noise_std", "prisoners-dilemma-v1": "reward_noise_std",
              "grid-tracking-v1": "collision_penalty", "load-balancing-v1": "drop_penalty",
-             "intersection-v1": "collision_penalty"}[env_id]
+             "intersection-v1": "collision_penalty", "cue-v1": "agent_accel"}[env_id]
     values = jnp.array([0.0, 0.5, 1.0])
     swept = params.replace(**{field: values})
     in_axes = jax.tree.map(lambda _: None, params).replace(**{field: 0})

@@ -32,6 +32,7 @@ VARIANTS = {
     "grid-tracking-v1": [{}],
     "load-balancing-v1": [{}, {"num_dispatchers": 2, "num_servers": 3, "max_delay": 1}],
     "intersection-v1": [{}, {"num_agents": 2}],
+    "cue-v1": [{}],
 }
 CASES = [(env_id, kw) for env_id in sorted(VARIANTS) for kw in VARIANTS[env_id]]
 IDS = [f"{e}-{'-'.join(f'{k}={v}' for k, v in kw.items()) or 'default'}" for e, kw in CASES]

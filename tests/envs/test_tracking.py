@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from jaxmarl_coop.envs import greedy_chase_policy, make, random_policy, wrap
 
@@ -194,3 +195,152 @@ def test_a_fleeing_target_slides_along_the_wall_and_rests_in_a_corner():
     assert np.all(np.diff(ys) >= -1e-7) and ys[-1] == 1.0  # up along the wall, into the corner
     np.testing.assert_allclose(np.asarray(_flee_step(state, params, env, 3).target_pos),
                                [1.0, 1.0], atol=1e-6)
+
+
+# ----- sensing radius ----------------------------------------------------------------------
+def _rollout(env, params, steps=20, key=0):
+    """Reset, then ``steps`` random-policy steps: (first timestep, states, timesteps)."""
+    policy = random_policy(env)
+
+    def run(key):
+        def body(carry, key):
+            state, ts = carry
+            k_act, k_step = jax.random.split(key)
+            state, ts = env.step(k_step, state, policy(k_act, ts, ())[0], params)
+            return (state, ts), (state, ts)
+
+        k0, k1 = jax.random.split(key)
+        state, ts0 = env.reset(k0, params)
+        _, (states, traj) = jax.lax.scan(body, (state, ts0), jax.random.split(k1, steps))
+        return ts0, states, traj
+
+    return jax.jit(run)(jax.random.PRNGKey(key))
+
+
+def _full_view(states, global_state):
+    """The observation of the full view, rebuilt from states (v_T from the global state) by
+    the documented layout
+    ``[v_i, p_i, p_T - p_i, v_T, (p_j - p_i)_{j != i}, (v_j)_{j != i}, (o_k - p_i)_k]``."""
+    pos, vel = np.asarray(states.agent_pos), np.asarray(states.agent_vel)
+    t, n = pos.shape[:2]
+    target_vel = np.asarray(global_state)[:, 4 * n + 2:4 * n + 4]
+    rows = []
+    for i in range(n):
+        others = [j for j in range(n) if j != i]
+        rows.append(np.concatenate([
+            vel[:, i], pos[:, i], np.asarray(states.target_pos) - pos[:, i], target_vel,
+            *(pos[:, j] - pos[:, i] for j in others), *(vel[:, j] for j in others),
+            (np.asarray(states.obstacle_pos) - pos[:, i, None]).reshape(t, -1)], axis=-1))
+    return np.stack(rows, axis=1)
+
+
+def test_default_view_is_the_full_view_bit_for_bit():
+    """The defaults (sensing_radius = inf, no flags) keep the width and every value of the
+    full observation; an explicit inf and a radius beyond the arena's diagonal change
+    nothing anywhere (obs, global state, rewards, info, states)."""
+    env, params = make("tracking-v1", num_agents=3, num_obstacles=1)
+    assert env.obs_dim == 8 + 4 * 2 + 2 and params.sensing_radius == float("inf")
+    default = _rollout(env, params)
+    _, states, traj = default
+    np.testing.assert_array_equal(np.asarray(traj.obs), _full_view(states, traj.global_state))
+    for radius in (float("inf"), 3.0):  # the diagonal of the default arena is 2.83
+        other = _rollout(env, params.replace(sensing_radius=radius))
+        for x, y in zip(jax.tree.leaves(default), jax.tree.leaves(other), strict=True):
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def _hand_placed(flags=False, radius=0.25):
+    """Agent 0 at the origin; agent 1 exactly at distance 0.25 from it, agent 2 one float32
+    step beyond 0.25; the target exactly 0.25 from agent 0 (and beyond it from the others)."""
+    beyond = float(np.nextafter(np.float32(0.25), np.float32(1.0)))
+    env, params = make("tracking-v1", num_agents=3, num_obstacles=1, visibility_flags=flags,
+                       sensing_radius=radius)
+    state, _ = env.reset(jax.random.PRNGKey(0), params)
+    state = state.replace(
+        agent_pos=jnp.array([[0.0, 0.0], [0.25, 0.0], [0.0, -beyond]], jnp.float32),
+        agent_vel=jnp.array([[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]], jnp.float32),
+        target_pos=jnp.array([-0.25, 0.0], jnp.float32),
+        target_heading=jnp.array(0.0, jnp.float32),
+        obstacle_pos=jnp.array([[0.9, 0.9]], jnp.float32))
+    return env, params, state
+
+
+def test_sensing_radius_masks_exactly_beyond_the_radius():
+    env, params, state = _hand_placed()
+    obs = np.asarray(env.observations(state, params))
+    full = np.asarray(env.observations(state, params.replace(sensing_radius=float("inf"))))
+    # columns: v 0:2, p 2:4, p_T - p_i 4:6, v_T 6:8, others' p 8:12, others' v 12:16, obstacle
+    np.testing.assert_array_equal(obs[:, :4], full[:, :4])  # own v and p: always
+    np.testing.assert_array_equal(obs[:, 16:], full[:, 16:])  # the obstacle: always
+    # the target (0.25 from agent 0, farther from the others)
+    np.testing.assert_array_equal(obs[0, 4:8], full[0, 4:8])
+    assert np.any(full[0, 4:8] != 0.0) and np.any(full[0, 6:8] != 0.0)
+    np.testing.assert_array_equal(obs[1:, 4:8], 0.0)
+    # teammates: 0 and 1 see each other (exactly at R), 2 is one step beyond both
+    sees = {0: [True, False], 1: [True, False], 2: [False, False]}  # in j != i order
+    for i, row in sees.items():
+        for slot, seen in enumerate(row):
+            p, v = obs[i, 8 + 2 * slot:10 + 2 * slot], obs[i, 12 + 2 * slot:14 + 2 * slot]
+            if seen:
+                np.testing.assert_array_equal(p, full[i, 8 + 2 * slot:10 + 2 * slot])
+                np.testing.assert_array_equal(v, full[i, 12 + 2 * slot:14 + 2 * slot])
+            else:
+                np.testing.assert_array_equal(np.concatenate([p, v]), 0.0)
+    # the global state keeps everything
+    _, ts = env.step(jax.random.PRNGKey(0), state, jnp.zeros(3, jnp.int32), params)
+    _, full_ts = env.step(jax.random.PRNGKey(0), state, jnp.zeros(3, jnp.int32),
+                          params.replace(sensing_radius=float("inf")))
+    np.testing.assert_array_equal(np.asarray(ts.global_state), np.asarray(full_ts.global_state))
+    np.testing.assert_array_equal(np.asarray(ts.reward), np.asarray(full_ts.reward))
+
+
+def test_visibility_flags_end_the_observation():
+    env, params, state = _hand_placed(flags=True)
+    assert env.obs_dim == 8 + 4 * 2 + 2 + 3
+    obs = np.asarray(env.observations(state, params))
+    assert obs.shape == (3, env.obs_dim)
+    # [target, teammates j != i]
+    np.testing.assert_array_equal(obs[:, -3:], [[1, 1, 0], [0, 1, 0], [0, 0, 0]])
+    plain, _, _ = _hand_placed(flags=False)
+    np.testing.assert_array_equal(obs[:, :-3], np.asarray(plain.observations(state, params)))
+    # everything visible: all ones
+    everything = np.asarray(env.observations(state, params.replace(sensing_radius=10.0)))
+    np.testing.assert_array_equal(everything[:, -3:], 1.0)
+    env1, params1 = make("tracking-v1", num_agents=1, visibility_flags=True)
+    assert env1.obs_dim == 8 + 1
+    assert make("tracking-v1", visibility_flags=True)[0].reset(
+        jax.random.PRNGKey(0), params1.replace(sensing_radius=0.1))[1].obs.shape == (2, 14)
+
+
+def test_sensing_radius_is_traced_under_jit_and_vmap():
+    env, params, state = _hand_placed(flags=True)
+    radii = jnp.array([0.1, 0.25, 0.3, jnp.inf], jnp.float32)
+    batched = jax.jit(jax.vmap(
+        lambda r: env.observations(state, params.replace(sensing_radius=r))))(radii)
+    one = jax.jit(env.observations)
+    visible_target = []
+    for i, r in enumerate(np.asarray(radii)):
+        alone = one(state, params.replace(sensing_radius=float(r)))
+        np.testing.assert_array_equal(np.asarray(batched[i]), np.asarray(alone))
+        visible_target.append(np.asarray(alone[:, -3]).tolist())
+    # agent 0 sees the target from 0.25 on; agents 1 (0.5 away) and 2 (0.354) from 0.5, 0.36
+    assert visible_target == [[0, 0, 0], [1, 0, 0], [1, 0, 0], [1, 1, 1]]
+    # and a whole jitted step with a traced radius
+    step = jax.jit(env.step)
+    _, ts = step(jax.random.PRNGKey(0), state, jnp.zeros(3, jnp.int32),
+                 params.replace(sensing_radius=jnp.float32(0.01)))
+    np.testing.assert_array_equal(np.asarray(ts.obs[:, 4:16]), 0.0)
+
+
+@pytest.mark.parametrize("radius", [0.0, -1.0, float("nan"), -float("inf")])
+def test_bad_sensing_radius_is_refused(radius):
+    with pytest.raises(ValueError, match=r"sensing_radius must be .*> 0"):
+        make("tracking-v1", sensing_radius=radius)
+    _, params = make("tracking-v1")
+    with pytest.raises(ValueError, match="sensing_radius"):
+        params.replace(sensing_radius=radius)
+
+
+def test_visibility_flags_must_be_a_bool():
+    with pytest.raises(ValueError, match="visibility_flags must be True or False"):
+        make("tracking-v1", visibility_flags=1)

@@ -235,7 +235,7 @@ def test_mappo_clearly_beats_random_on_tracking():
 ENV_CASES = [(env_id, {}) for env_id in ("spread-v3", "tag-v3", "tracking-v1", "climbing-v1",
                                           "penalty-v1", "prisoners-dilemma-v1",
                                           "grid-tracking-v1", "load-balancing-v1",
-                                          "intersection-v1")]
+                                          "intersection-v1", "cue-v1")]
 ENV_CASES += [("tag-v3", {"prey_policy": "scripted"}), ("tag-v3", {"continuous_actions": True})]
 
 
