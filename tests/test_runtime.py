@@ -67,6 +67,11 @@ def _programs():
         ("ia2c continuous", actor_critic, actor_critic.ActorCriticConfig(
             algorithm="a2c", critic="local", policy="gaussian_tanh", num_updates=1), tag,
          tag_params),
+        ("recurrent mappo", actor_critic, actor_critic.ActorCriticConfig(
+            num_updates=1, recurrent=True), spread, spread_params),
+        ("recurrent ia2c continuous", actor_critic, actor_critic.ActorCriticConfig(
+            algorithm="a2c", critic="local", policy="gaussian_tanh", share_params=False,
+            num_updates=1, recurrent=True), tag, tag_params),
         ("dqn", dqn, dqn.DQNConfig(num_updates=1), spread, spread_params),
         ("vdn", value_decomposition, value_decomposition.VDConfig(mixer="vdn", num_updates=1),
          spread, spread_params),

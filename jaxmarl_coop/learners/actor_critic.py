@@ -27,6 +27,14 @@ statistics, and the clipped value loss compares the critic's output with ``old_v
 same units it was produced in: at the first minibatch step of an update ``v == old_v`` and
 the clip window ``old_v +- clip_eps`` is centred on the current critic.
 
+Recurrent agents (``recurrent=True``, ``rnn_hidden`` units): actor and critic are each a
+``Dense -> GRU -> MLP`` (``networks.RecurrentMLP``) carrying one hidden state per agent, zeroed
+at every episode start. The rollout stores the hidden states at its start and each step's
+episode-start flag; PPO's minibatches are then sets of whole envs (``num_minibatches`` must
+divide ``num_envs``), each replayed as a sequence from its stored starting state, and GAE is
+unchanged. A truncated episode bootstraps from the critic's value of its final observation
+given the critic's hidden state after the last step.
+
 Statistics are per team (``env.teams``): each team has its own value-normalisation mean and
 variance, and advantages are normalised within each team, so predators and a learning prey
 in ``tag`` are never pooled. With one team this is the usual single scale.
@@ -35,6 +43,7 @@ in ``tag`` are never pooled. With one team this is the usual single scale.
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 from typing import Any, ClassVar
 
 import distrax
@@ -55,7 +64,13 @@ from jaxmarl_coop.learners.base import (
     check_probability,
     make_train,
 )
-from jaxmarl_coop.learners.networks import MLP, GroupedApply, agent_groups
+from jaxmarl_coop.learners.networks import (
+    MLP,
+    GroupedApply,
+    GroupedRecurrent,
+    RecurrentMLP,
+    agent_groups,
+)
 from jaxmarl_coop.learners.returns import gae
 from jaxmarl_coop.learners.rollout import RolloutState, collect, episode_metrics
 
@@ -115,6 +130,9 @@ class ActorCriticConfig(LearnerConfig):
     #: on spread, where in raw return units it held the critic to ~0.2 per update.
     clip_value_loss: bool = False
     anneal_lr: bool = True
+    #: GRU agents: actor and critic each carry a hidden state of ``rnn_hidden`` units
+    recurrent: bool = False
+    rnn_hidden: int = 64
 
     Hyperparams: ClassVar[type] = ActorCriticHyperparams
 
@@ -136,12 +154,16 @@ class ActorCriticConfig(LearnerConfig):
         for name in ("num_epochs", "num_minibatches"):
             if getattr(self, name) is None:
                 object.__setattr__(self, name, default)
-        check_counts(self, "num_epochs", "num_minibatches")
+        check_counts(self, "num_epochs", "num_minibatches", "rnn_hidden")
         if self.algorithm == "a2c" and (self.num_epochs, self.num_minibatches) != (1, 1):
             raise ValueError("A2C takes one gradient step on the whole rollout: num_epochs and "
                              f"num_minibatches must be 1, got {self.num_epochs} and "
                              f"{self.num_minibatches}")
         batch = self.num_envs * self.rollout_length
+        if self.recurrent and self.num_envs % self.num_minibatches:
+            raise ValueError(f"ActorCriticConfig.num_minibatches ({self.num_minibatches}) must "
+                             f"divide num_envs ({self.num_envs}) with recurrent=True: a "
+                             "recurrent minibatch is a set of whole envs' sequences")
         if batch % self.num_minibatches:
             raise ValueError(f"ActorCriticConfig.num_minibatches ({self.num_minibatches}) must "
                              f"divide the batch num_envs * rollout_length = {batch}")
@@ -165,6 +187,26 @@ class Actor(nn.Module):
             return out
         log_std = self.param("log_std", nn.initializers.constant(-0.5), (self.num_actions,))
         return jnp.concatenate([out, jnp.broadcast_to(log_std, out.shape)], axis=-1)
+
+
+class RecurrentActor(nn.Module):
+    """:class:`Actor` with a GRU: ``(h, x, start) -> (h', out)`` (``networks.RecurrentMLP``)."""
+
+    hidden: tuple[int, ...]
+    rnn_hidden: int
+    num_actions: int
+    continuous: bool
+    activation: str
+
+    @nn.compact
+    def __call__(self, h: jax.Array, x: jax.Array, start: jax.Array
+                 ) -> tuple[jax.Array, jax.Array]:
+        h, out = RecurrentMLP(self.hidden, self.rnn_hidden, self.num_actions, self.activation,
+                              out_scale=0.01)(h, x, start)
+        if not self.continuous:
+            return h, out
+        log_std = self.param("log_std", nn.initializers.constant(-0.5), (self.num_actions,))
+        return h, jnp.concatenate([out, jnp.broadcast_to(log_std, out.shape)], axis=-1)
 
 
 def team_members(team_of_agent: np.ndarray) -> list[np.ndarray]:
@@ -249,14 +291,24 @@ class ActorHead:
                              "with continuous_actions=True")
         self.kind = kind
         self.num_actions = env.num_actions
-        self.net = GroupedApply(
-            Actor(tuple(config.hidden), env.num_actions, kind != "categorical",
-                  config.activation),
-            agent_groups(env, config.share_params), config.share_params)
+        continuous = kind != "categorical"
+        groups = agent_groups(env, config.share_params)
+        if config.recurrent:
+            self.net = GroupedRecurrent(
+                RecurrentActor(tuple(config.hidden), config.rnn_hidden, env.num_actions,
+                               continuous, config.activation),
+                groups, config.share_params)
+        else:
+            self.net = GroupedApply(
+                Actor(tuple(config.hidden), env.num_actions, continuous, config.activation),
+                groups, config.share_params)
 
     def distribution(self, params: Any, obs: jax.Array, mask: jax.Array) -> distrax.Distribution:
         """``pi(.|obs)`` per agent; for Gaussians, over the raw (unsquashed) sample ``u``."""
-        out = self.net.apply(params, obs)
+        return self.distribution_of(self.net.apply(params, obs), mask)
+
+    def distribution_of(self, out: jax.Array, mask: jax.Array) -> distrax.Distribution:
+        """The distribution of the network's output ``out`` (``distribution``'s second half)."""
         if self.kind == "categorical":
             return distrax.Categorical(logits=jnp.where(mask, out, -1e9))
         mean, log_std = out[..., :self.num_actions], out[..., self.num_actions:]
@@ -268,11 +320,16 @@ class ActorHead:
         ``log_prob`` give them. Categorical: computed directly from the normalised logits
         (the same draws bit for bit; distrax's sample and log_prob add a validity check,
         softmax and one-hot products that cost a rollout step about a fifth of its time)."""
+        return self.sample_of(self.net.apply(params, obs), mask, key)
+
+    def sample_of(self, out: jax.Array, mask: jax.Array, key: jax.Array
+                  ) -> tuple[jax.Array, jax.Array]:
+        """``sample`` from the network's output ``out``."""
         if self.kind != "categorical":
-            dist = self.distribution(params, obs, mask)
+            dist = self.distribution_of(out, mask)
             raw = dist.sample(seed=key)
             return raw, self.log_prob(dist, raw)
-        logits = jax.nn.log_softmax(jnp.where(mask, self.net.apply(params, obs), -1e9))
+        logits = jax.nn.log_softmax(jnp.where(mask, out, -1e9))
         raw = jax.random.categorical(key, logits)
         return raw, jnp.take_along_axis(logits, raw[..., None], axis=-1)[..., 0]
 
@@ -324,6 +381,23 @@ def _critic_inputs(config: ActorCriticConfig, obs: jax.Array, global_state: jax.
                             (*global_state.shape[:-1], num_agents, global_state.shape[-1]))
 
 
+def sequence_minibatches(key: jax.Array, sequences: dict[str, jax.Array],
+                         starts: dict[str, jax.Array], num_minibatches: int
+                         ) -> dict[str, jax.Array]:
+    """A recurrent epoch's minibatches: the ``B`` envs shuffled and split into
+    ``num_minibatches`` sets of whole envs. ``sequences`` are ``(T, B, ...)`` (time first),
+    ``starts`` the hidden states at the sequences' start ``(B, ...)``; returns both stacked on
+    a leading minibatch axis, ``(M, T, B / M, ...)`` and ``(M, B / M, ...)``, every env's
+    sequence with its own starting state, each env in exactly one minibatch."""
+    num_envs = jax.tree.leaves(starts)[0].shape[0]
+    per = num_envs // num_minibatches
+    order = jax.random.permutation(key, num_envs)
+    seqs = jax.tree.map(lambda x: jnp.swapaxes(
+        x[:, order].reshape((x.shape[0], num_minibatches, per, *x.shape[2:])), 0, 1), sequences)
+    h0 = jax.tree.map(lambda x: x[order].reshape((num_minibatches, per, *x.shape[1:])), starts)
+    return {**seqs, **h0}
+
+
 def make_learner(config: ActorCriticConfig, env: Env, env_params: Any) -> Learner:
     """MAPPO / MAA2C / IPPO / IA2C on ``env``, as configured."""
     policy = ActorHead(config, env)
@@ -332,7 +406,11 @@ def make_learner(config: ActorCriticConfig, env: Env, env_params: Any) -> Learne
     groups = agent_groups(env, config.share_params)
     team = agent_groups(env, True)  # (N,) each agent's team: per-team statistics
     with_ids = config.share_params if config.critic == "local" else config.critic_agent_id
-    critic = GroupedApply(MLP(tuple(config.hidden), 1, config.activation), groups, with_ids)
+    if config.recurrent:
+        critic = GroupedRecurrent(RecurrentMLP(tuple(config.hidden), config.rnn_hidden, 1,
+                                               config.activation), groups, with_ids)
+    else:
+        critic = GroupedApply(MLP(tuple(config.hidden), 1, config.activation), groups, with_ids)
     optimizer = optax.inject_hyperparams(_optimizer)
     batch_size = config.num_envs * config.rollout_length
     minibatch = batch_size // config.num_minibatches
@@ -353,12 +431,32 @@ def make_learner(config: ActorCriticConfig, env: Env, env_params: Any) -> Learne
                                                                  ts.global_state[0], n))}
         opt_state = optimizer(lr=hp.lr, max_grad_norm=hp.max_grad_norm).init(params)
         value_norm = ValueNorm.create(len(team_members(team)))
-        return ActorCriticState(params, opt_state, value_norm, RolloutState(env_state, ts), key,
+        carry = ({"actor": policy.net.carry((config.num_envs,)),
+                  "critic": critic.carry((config.num_envs,))} if config.recurrent else ())
+        return ActorCriticState(params, opt_state, value_norm,
+                                RolloutState(env_state, ts, carry), key,
                                 jnp.zeros((), jnp.int32), hp)
+
+    def actor_forward(params: Any, batch: dict[str, jax.Array]) -> distrax.Distribution:
+        """The policy on a minibatch: per transition, or (recurrent) along ``(T, envs, ...)``
+        sequences from their stored starting hidden states."""
+        if not config.recurrent:
+            return policy.distribution(params["actor"], batch["obs"], batch["action_mask"])
+        _, out = policy.net.sequence(params["actor"], batch["h0_actor"], batch["obs"],
+                                     batch["start"])
+        return policy.distribution_of(out, batch["action_mask"])
+
+    def critic_forward(params: Any, batch: dict[str, jax.Array]) -> jax.Array:
+        """The critic's raw output on a minibatch (as ``actor_forward``)."""
+        critic_in = _critic_inputs(config, batch["obs"], batch["global_state"], n)
+        if not config.recurrent:
+            return critic.apply(params["critic"], critic_in)[..., 0]
+        _, v = critic.sequence(params["critic"], batch["h0_critic"], critic_in, batch["start"])
+        return v[..., 0]
 
     def loss_fn(params: Any, value_norm: ValueNorm, batch: dict[str, jax.Array],
                 hp: ActorCriticHyperparams) -> tuple[jax.Array, dict[str, jax.Array]]:
-        dist = policy.distribution(params["actor"], batch["obs"], batch["action_mask"])
+        dist = actor_forward(params, batch)
         logp = policy.log_prob(dist, batch["raw"])
         entropy = jnp.mean(dist.entropy())
         adv = batch["advantages"]
@@ -366,8 +464,7 @@ def make_learner(config: ActorCriticConfig, env: Env, env_params: Any) -> Learne
             adv = normalize_per_team(adv, team)
         pg_loss, ratio = policy_loss(config.algorithm, logp, batch["log_prob"], adv,
                                      hp.clip_eps)
-        v = critic.apply(params["critic"], _critic_inputs(config, batch["obs"],
-                                                          batch["global_state"], n))[..., 0]
+        v = critic_forward(params, batch)
         # old_v is the critic's raw output at rollout time, in the units v is in; only the
         # targets are normalised (with the statistics updated by this update's targets)
         targets, old_v = batch["targets"], batch["value"]
@@ -392,20 +489,40 @@ def make_learner(config: ActorCriticConfig, env: Env, env_params: Any) -> Learne
         return state.replace(params=optax.apply_updates(state.params, updates),
                              opt_state=opt_state), stats
 
+    def act(params: Any, key: jax.Array, ts: TimeStep):
+        raw, log_prob = policy.sample(params["actor"], ts.obs, ts.action_mask, key)
+        extras = {"raw": raw, "log_prob": log_prob,
+                  "value": critic_output(params, ts.obs, ts.global_state)}
+        return policy.to_env_action(raw), extras
+
+    def act_recurrent(params: Any, key: jax.Array, ts: TimeStep, carry: dict[str, jax.Array]):
+        start = ts.done  # (B,) this observation begins an episode: the carry restarts
+        h_actor, out = policy.net.step(params["actor"], carry["actor"], ts.obs, start)
+        raw, log_prob = policy.sample_of(out, ts.action_mask, key)
+        h_critic, v = critic.step(params["critic"], carry["critic"],
+                                  _critic_inputs(config, ts.obs, ts.global_state, n), start)
+        extras = {"raw": raw, "log_prob": log_prob, "value": v[..., 0], "start": start,
+                  "h_critic": h_critic}
+        return policy.to_env_action(raw), extras, {"actor": h_actor, "critic": h_critic}
+
     def update(state: ActorCriticState) -> tuple[ActorCriticState, dict[str, jax.Array]]:
         key, k_roll, k_shuffle = jax.random.split(state.key, 3)
         params, value_norm = state.params, state.value_norm
-
-        def act(key: jax.Array, ts: TimeStep):
-            raw, log_prob = policy.sample(params["actor"], ts.obs, ts.action_mask, key)
-            extras = {"raw": raw, "log_prob": log_prob,
-                      "value": critic_output(params, ts.obs, ts.global_state)}
-            return policy.to_env_action(raw), extras
-
-        rollout, tr, info = collect(venv, env_params, act, state.rollout, k_roll,
-                                    config.rollout_length)
-        next_values = to_returns(value_norm, critic_output(params, tr.next_obs,
-                                                           tr.next_global_state))
+        start_carry = state.rollout.carry
+        if config.recurrent:
+            rollout, tr, info = collect(venv, env_params, partial(act_recurrent, params),
+                                        state.rollout, k_roll, config.rollout_length)
+            # the value of each step's true next observation, from the critic's hidden state
+            # after the step (before any episode-start reset): a truncation's bootstrap
+            _, v_next = critic.step(params["critic"], tr.extras["h_critic"],
+                                    _critic_inputs(config, tr.next_obs, tr.next_global_state,
+                                                   n), jnp.zeros(tr.terminated.shape, bool))
+            next_values = to_returns(value_norm, v_next[..., 0])
+        else:
+            rollout, tr, info = collect(venv, env_params, partial(act, params), state.rollout,
+                                        k_roll, config.rollout_length)
+            next_values = to_returns(value_norm, critic_output(params, tr.next_obs,
+                                                               tr.next_global_state))
         advantages, targets = gae(tr.reward, to_returns(value_norm, tr.extras["value"]),
                                   next_values,
                                   tr.terminated[..., None], tr.truncated[..., None],
@@ -416,19 +533,29 @@ def make_learner(config: ActorCriticConfig, env: Env, env_params: Any) -> Learne
                  "global_state": tr.global_state, "raw": tr.extras["raw"],
                  "log_prob": tr.extras["log_prob"], "value": tr.extras["value"],
                  "advantages": advantages, "targets": targets}
-        batch = jax.tree.map(lambda x: x.reshape((batch_size, *x.shape[2:])), batch)
+        flat = None if config.recurrent else \
+            jax.tree.map(lambda x: x.reshape((batch_size, *x.shape[2:])), batch)
         lr = state.hp.lr * (1.0 - state.update_step / config.num_updates) \
             if config.anneal_lr else state.hp.lr
         opt_state = state.opt_state._replace(
             hyperparams={**state.opt_state.hyperparams, "lr": jnp.asarray(lr, jnp.float32)})
         state = state.replace(opt_state=opt_state, value_norm=value_norm)
 
+        if config.recurrent:  # minibatches of whole envs: (T, B, ...) sequences, split on B
+            batch.update(start=tr.extras["start"])
+            h0 = {"h0_actor": start_carry["actor"], "h0_critic": start_carry["critic"]}
+
+            def shuffle(key: jax.Array) -> dict[str, jax.Array]:
+                return sequence_minibatches(key, batch, h0, config.num_minibatches)
+        else:
+            def shuffle(key: jax.Array) -> dict[str, jax.Array]:
+                order = jax.random.permutation(key, batch_size)
+                return jax.tree.map(
+                    lambda x: x[order].reshape((config.num_minibatches, minibatch,
+                                                *x.shape[1:])), flat)
+
         def epoch(state: ActorCriticState, key: jax.Array):
-            order = jax.random.permutation(key, batch_size)
-            shuffled = jax.tree.map(
-                lambda x: x[order].reshape((config.num_minibatches, minibatch, *x.shape[1:])),
-                batch)
-            return jax.lax.scan(gradient_step, state, shuffled)
+            return jax.lax.scan(gradient_step, state, shuffle(key))
 
         state, stats = jax.lax.scan(epoch, state, jax.random.split(k_shuffle, config.num_epochs))
         metrics = episode_metrics(info)
@@ -444,13 +571,27 @@ def make_learner(config: ActorCriticConfig, env: Env, env_params: Any) -> Learne
 def make_policy(config: ActorCriticConfig, env: Env, params: Any, greedy: bool = True
                 ) -> Policy:
     """The trained actor of ``params`` (as ``policy_params`` gives them) as a ``Policy``:
-    its mode (``greedy``) or a sample of its distribution."""
+    its mode (``greedy``) or a sample of its distribution. A recurrent actor's carry is its
+    hidden state ``(N, rnn_hidden)`` per env (zeros at an episode start)."""
     head = ActorHead(config, env)
 
+    def pick(key: jax.Array, dist: distrax.Distribution) -> jax.Array:
+        return head.to_env_action(dist.mode() if greedy else dist.sample(seed=key))
+
+    if config.recurrent:
+        def act_recurrent(key: jax.Array, ts: TimeStep, carry: jax.Array
+                          ) -> tuple[jax.Array, jax.Array]:
+            # the carry is reset by whoever steps the env (envs.reset_carry), not here
+            carry, out = head.net.step(params["actor"], carry, ts.obs,
+                                       jnp.zeros(ts.obs.shape[:-2], bool))
+            return pick(key, head.distribution_of(out, ts.action_mask)), carry
+
+        return Policy(act_recurrent,
+                      lambda batch=None: head.net.carry(() if batch is None else (batch,)),
+                      name="actor_critic_recurrent")
+
     def act(key: jax.Array, ts: TimeStep) -> jax.Array:
-        dist = head.distribution(params["actor"], ts.obs, ts.action_mask)
-        raw = dist.mode() if greedy else dist.sample(seed=key)
-        return head.to_env_action(raw)
+        return pick(key, head.distribution(params["actor"], ts.obs, ts.action_mask))
 
     return feed_forward(act, name="actor_critic")
 

@@ -129,3 +129,82 @@ class GroupedApply:
         x = jnp.moveaxis(x, agent_axis, 0)  # (N, ..., D)
         out = jax.vmap(self.module.apply)(per_agent, x)
         return jnp.moveaxis(out, 0, agent_axis)
+
+
+class RecurrentMLP(nn.Module):
+    """One step of a recurrent network: ``Dense(rnn_hidden)`` and the activation, a GRU cell,
+    then an :class:`MLP` head with ``out_dim`` outputs.
+
+    ``__call__(h, x, start) -> (h', out)``: ``h`` ``(..., rnn_hidden)`` is the hidden state
+    before the step, ``x`` ``(..., D)`` the input and ``start`` ``(...)`` bool marks an
+    episode start, where the hidden state is zeroed (the initial carry) before the step. Every
+    kernel, the GRU's recurrent ones included, is initialised with the LAPACK-free
+    :func:`orthogonal` (flax's GRU default is a QR-based orthogonal init).
+    """
+
+    hidden: Sequence[int]
+    rnn_hidden: int
+    out_dim: int
+    activation: str = "relu"
+    out_scale: float = 1.0
+
+    @nn.compact
+    def __call__(self, h: jax.Array, x: jax.Array, start: jax.Array
+                 ) -> tuple[jax.Array, jax.Array]:
+        act = {"relu": nn.relu, "tanh": nn.tanh}[self.activation]
+        h = jnp.where(start[..., None], 0.0, h)
+        x = act(nn.Dense(self.rnn_hidden, kernel_init=orthogonal(np.sqrt(2.0)))(x))
+        h, y = nn.GRUCell(self.rnn_hidden, kernel_init=orthogonal(1.0),
+                          recurrent_kernel_init=orthogonal(1.0))(h, x)
+        return h, MLP(self.hidden, self.out_dim, self.activation, self.out_scale)(y)
+
+
+class GroupedRecurrent:
+    """:class:`GroupedApply` for a :class:`RecurrentMLP`: per-group parameters, every agent
+    carrying its own hidden state.
+
+    ``carry(batch_shape)`` is the zero hidden state ``(*batch_shape, N, H)``;
+    ``step(params, h, obs, start)`` maps ``h`` ``(..., N, H)``, ``obs`` ``(..., N, D)`` and
+    ``start`` ``(...)`` (one flag per env, shared by its agents) to ``(h', out (..., N, out))``;
+    ``sequence(params, h0, obs, start)`` runs ``step`` along a leading time axis of ``obs``
+    ``(T, ..., N, D)`` and ``start`` ``(T, ...)`` from ``h0``, returning the hidden state after
+    the last step and the outputs ``(T, ..., N, out)``. Acting step by step and ``sequence``
+    compute the same numbers.
+    """
+
+    def __init__(self, module: RecurrentMLP, groups: np.ndarray, with_agent_ids: bool) -> None:
+        self.module = module
+        self.groups = np.asarray(groups, np.int32)
+        self.num_groups = int(self.groups.max()) + 1
+        self.num_agents = len(self.groups)
+        self.with_agent_ids = with_agent_ids
+
+    def carry(self, batch_shape: tuple[int, ...] = ()) -> jax.Array:
+        return jnp.zeros((*batch_shape, self.num_agents, self.module.rnn_hidden), jnp.float32)
+
+    def init(self, key: jax.Array, obs: jax.Array) -> Any:
+        x = (add_agent_ids(obs) if self.with_agent_ids else obs)[..., 0, :]
+        h = jnp.zeros((*x.shape[:-1], self.module.rnn_hidden), jnp.float32)
+        start = jnp.zeros(x.shape[:-1], bool)
+        keys = jax.random.split(key, self.num_groups)
+        return jax.vmap(lambda k: self.module.init(k, h, x, start))(keys)
+
+    def step(self, params: Any, h: jax.Array, obs: jax.Array, start: jax.Array
+             ) -> tuple[jax.Array, jax.Array]:
+        x = add_agent_ids(obs) if self.with_agent_ids else obs
+        start = jnp.broadcast_to(jnp.asarray(start, bool)[..., None], x.shape[:-1])
+        if self.num_groups == 1:
+            return self.module.apply(jax.tree.map(lambda p: p[0], params), h, x, start)
+        per_agent = jax.tree.map(lambda p: p[self.groups], params)
+        axis = x.ndim - 2
+        h, out = jax.vmap(self.module.apply)(per_agent, jnp.moveaxis(h, axis, 0),
+                                             jnp.moveaxis(x, axis, 0),
+                                             jnp.moveaxis(start, axis, 0))
+        return jnp.moveaxis(h, 0, axis), jnp.moveaxis(out, 0, axis)
+
+    def sequence(self, params: Any, h0: jax.Array, obs: jax.Array, start: jax.Array
+                 ) -> tuple[jax.Array, jax.Array]:
+        def body(h: jax.Array, inputs: tuple[jax.Array, jax.Array]):
+            return self.step(params, h, *inputs)
+
+        return jax.lax.scan(body, h0, (obs, start))

@@ -3,6 +3,11 @@
 The env is a batch (``VecEnv``) of ``EpisodeStats(AutoReset(...))`` envs, so every array
 has leading ``(B, N)`` (or ``(B,)``) axes. A policy maps ``(key, timestep)`` of the batch
 to ``(actions, extras)``; extras (log-probs, values, ...) are stored with the transition.
+
+A recurrent learner keeps its policy's hidden state in ``RolloutState.carry`` (``()`` for a
+feed-forward one); its policy is then ``(key, timestep, carry) -> (actions, extras, carry)``
+and resets the carry itself where ``timestep.done`` marks an episode start (the auto-reset
+timestep that ends an episode carries the next episode's first observation).
 """
 
 from __future__ import annotations
@@ -35,21 +40,28 @@ class Transition(NamedTuple):
 class RolloutState(NamedTuple):
     env_state: Any
     timestep: TimeStep
+    carry: Any = ()  # a recurrent policy's hidden state; () for a feed-forward one
 
 
-#: the acting function of a learner's rollout: ``(key, timestep) -> (actions, extras)``
-ActWithExtras = Callable[[jax.Array, TimeStep], tuple[jax.Array, dict[str, jax.Array]]]
+#: the acting function of a learner's rollout: ``(key, timestep) -> (actions, extras)``, or
+#: with a carry ``(key, timestep, carry) -> (actions, extras, carry)``
+ActWithExtras = Callable[..., tuple[Any, ...]]
 
 
 def collect(env: Env, env_params: Any, policy: ActWithExtras, rollout: RolloutState, key: jax.Array,
             num_steps: int) -> tuple[RolloutState, Transition, dict[str, jax.Array]]:
     """Run ``num_steps`` steps; returns the new rollout state, the transitions ``(T, B, ...)``
-    and the per-step ``info`` ``(T, B, ...)`` (episode statistics included)."""
+    and the per-step ``info`` ``(T, B, ...)`` (episode statistics included). With a
+    non-empty ``rollout.carry`` the policy takes and returns the carry."""
+    recurrent = bool(jax.tree.leaves(rollout.carry))
 
     def body(carry: RolloutState, key: jax.Array):
         k_act, k_env = jax.random.split(key)
         ts = carry.timestep
-        actions, extras = policy(k_act, ts)
+        if recurrent:
+            actions, extras, memory = policy(k_act, ts, carry.carry)
+        else:
+            (actions, extras), memory = policy(k_act, ts), carry.carry
         env_state, next_ts = env.step(k_env, carry.env_state, actions, env_params)
         info = next_ts.info
         transition = Transition(
@@ -59,7 +71,7 @@ def collect(env: Env, env_params: Any, policy: ActWithExtras, rollout: RolloutSt
             next_action_mask=info["final_action_mask"],
             next_global_state=info["final_global_state"], extras=extras)
         stats = {k: v for k, v in info.items() if not k.startswith("final_")}
-        return RolloutState(env_state, next_ts), (transition, stats)
+        return RolloutState(env_state, next_ts, memory), (transition, stats)
 
     rollout, (transitions, info) = jax.lax.scan(body, rollout, jax.random.split(key, num_steps))
     return rollout, transitions, info
