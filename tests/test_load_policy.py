@@ -34,6 +34,10 @@ FAMILIES = {
                                              "buffer_size=200", "batch_size=16",
                                              "learning_starts=50", "hidden=16",
                                              "mixer_embed=8", "hypernet_hidden=16")),
+    "recurrent_actor_critic": RunConfig(learner="mappo", env="cue-v1",
+                                        config=("num_envs=2", "rollout_length=25",
+                                                "num_minibatches=2", "hidden=16",
+                                                "recurrent=true", "rnn_hidden=8")),
 }
 #: periodic and final evaluations of the same length share one compiled program
 COMMON = {"seeds": 2, "env_steps": 200, "chunks": 2, "eval_every": 1,
