@@ -156,7 +156,8 @@ JAXMARL_BASELINES: dict[str, dict[str, Any]] = {
               "config": "baselines/MAPPO/config/mappo_homogenous_rnn_mpe.yaml",
               "ours": {"algorithm": "ppo", "critic": "centralised", "num_envs": 16,
                        "rollout_length": 128, "num_epochs": 4, "num_minibatches": 4,
-                       "hidden": (128, 128), "activation": "relu", "anneal_lr": True}},
+                       "recurrent": True, "rnn_hidden": 128, "hidden": (128,),
+                       "activation": "relu", "anneal_lr": True}},
 }
 #: our config item -> JaxMARL yaml key, checked equal before timing
 MATCHED_KEYS = {"num_envs": "NUM_ENVS", "rollout_length": "NUM_STEPS",
@@ -461,13 +462,14 @@ def matched_config(name: str, defaults: dict[str, Any] | None) -> list[dict[str,
             {"item": "parameters", "ours": "shared by the 3 agents", "jaxmarl": "shared"}]
     else:
         rows += [
-            {"item": "actor", "ours": "MLP 128-128 relu (+ agent id)",
+            {"item": "actor", "ours": "Dense 128 relu, GRU 128, Dense 128 relu (+ agent id)",
              "jaxmarl": f"Dense {d.get('FC_DIM_SIZE', 128)} relu, GRU "
                         f"{d.get('GRU_HIDDEN_DIM', 128)}, Dense {d.get('GRU_HIDDEN_DIM', 128)} "
                         "relu"},
-            {"item": "critic", "ours": "MLP 128-128 relu on global state (54) + agent id",
+            {"item": "critic", "ours": "as the actor, on the global state (54) + agent id",
              "jaxmarl": "same as its actor, on its world state (all obs, 54)"},
-            {"item": "recurrence", "ours": "none (feed-forward)",
+            {"item": "recurrence", "ours": "GRU re-run over each minibatch's sequences "
+                                           "(whole envs, from the stored hidden states)",
              "jaxmarl": "GRU re-run over each minibatch's sequences"}]
     rows += [
         {"item": "optimiser", "ours": "adam eps 1e-5, clip 0.5, linear lr decay",

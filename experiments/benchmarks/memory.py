@@ -158,8 +158,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--steps", type=int, default=None,
                         help="env steps per seed (default 2,000,000; --quick 5,000)")
-    parser.add_argument("--radius", type=float, default=0.3,
-                        help="tracking's sensing_radius (default 0.3; the arena is 2 x 2)")
+    parser.add_argument("--radius", type=float, default=0.5,
+                        help="tracking's sensing_radius (default 0.5; the arena is 2 x 2)")
     parser.add_argument("--eval-episodes", type=int, default=None,
                         help="greedy episodes per seed (default 128; --quick 4)")
     parser.add_argument("--seed", type=int, default=0)

@@ -183,6 +183,7 @@ def test_replayed_sequences_reproduce_what_the_agents_did():
     assert float(jnp.max(metrics["clip_fraction"])) == 0.0
 
 
+@pytest.mark.slow  # a second recurrent learner compile: the full suite only
 def test_a_vmapped_seed_equals_that_seed_alone_and_resumes_exactly(tag_recurrent, tmp_path):
     env, _, config, learner, keys, states, metrics = tag_recurrent
     assert states.rollout.carry["actor"].shape == (2, config.num_envs, env.num_agents, 8)
@@ -206,6 +207,7 @@ def test_a_vmapped_seed_equals_that_seed_alone_and_resumes_exactly(tag_recurrent
         np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
 
 
+@pytest.mark.slow  # a second recurrent learner compile: the full suite only
 def test_a_trained_recurrent_team_plays_with_its_memory(tag_recurrent):
     env, params, config, *_, states, _ = tag_recurrent
     trained = jax.tree.map(lambda x: x[0], ac.policy_params(states))
