@@ -77,6 +77,10 @@ def _programs():
          spread, spread_params),
         ("qmix", value_decomposition, value_decomposition.VDConfig(num_updates=1), spread,
          spread_params),
+        ("recurrent dqn", dqn, dqn.DQNConfig(num_updates=1, recurrent=True), spread,
+         spread_params),
+        ("recurrent qmix", value_decomposition, value_decomposition.VDConfig(
+            num_updates=1, recurrent=True), spread, spread_params),
         ("tabular_q", tabular_q, tabular_q.TabularQConfig(num_updates=1), climbing,
          climbing_params),
     ]

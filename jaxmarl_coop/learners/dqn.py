@@ -42,6 +42,36 @@ is given); otherwise the learner takes the plain clipped-Adam step, and a
 ``hysteretic_beta`` below 1 with ``hysteretic=False`` is refused at build
 (``config.hyperparams``, ``registry.make_hyperparams``) and at an eager ``init``.
 
+Recurrent agents (``recurrent=True``; R2D2's sequence replay, Kapturowski et al. 2019). Each
+agent group's Q-network is ``Dense -> GRU -> MLP`` (``networks.GroupedRecurrent``), every
+agent carrying a hidden state of ``rnn_hidden`` units in ``RolloutState.carry``, zeroed at
+every episode start (terminated or truncated). The rules:
+
+- *Storage.* Every env step goes into its env's row of the trajectory buffer with two more
+  fields: ``start`` (the observation begins an episode, so the hidden state was zeroed
+  before the step) and ``h`` (the acting network's hidden state before the step, before that
+  reset). This costs ``N * rnn_hidden`` floats per stored step.
+- *Sampling.* ``batch_size`` runs of ``sequence_length`` (L) consecutive steps of one env,
+  starting at any stored step (period 1). A run may cross episode ends: ``start`` marks them.
+- *Unrolling.* Online and target networks both start from the **stored** ``h`` of the run's
+  first step and zero it at every ``start`` (the first step's too). The first ``burn_in``
+  (B) steps only warm the hidden state: they get no loss and no gradient flows back through
+  them (R2D2 uses both, the stored state and a burn-in: the stored state is from older
+  parameters, and the burn-in lets the current ones move away from it).
+- *Targets.* For every step ``t >= B``, each network takes one more step from its hidden
+  state after step ``t`` on the true next observation ``o'_t`` (without a reset: a
+  truncated episode bootstraps from its final observation with the episode's memory); the
+  bootstrap is ``Q_target`` there at the greedy legal action (online network's with
+  ``double_dqn``). The n-step target is the one above with the window ``t .. t+n-1`` cut at
+  the first episode end and at the run's last step, which is treated like a truncation: it
+  bootstraps from its own next observation. So the last ``n_step - 1`` steps of a run get
+  shorter targets (still sound ones), not a mask; ``n_step <= L - B`` is required.
+- *Loss.* ``mean(0.5 * (y - Q)^2)`` over agents, runs and the ``L - B`` steps after the burn-in
+  (hysteretic as above). Defaults: ``sequence_length=16``, ``burn_in=4``,
+  ``rnn_hidden=64``; the buffer must hold ``sequence_length + rollout_length`` steps per env.
+
+Feed-forward learning (the default) is unchanged, bit for bit.
+
 ``make_q_learner`` is the machinery every value-based learner shares (buffer, acting,
 optimiser, target network); ``make_learner`` gives it per-agent networks and the loss above,
 ``value_decomposition`` a mixer and a joint loss.
@@ -79,8 +109,14 @@ from jaxmarl_coop.learners.base import (
     make_train,
     masked_argmax,
 )
-from jaxmarl_coop.learners.networks import MLP, GroupedApply, agent_groups
-from jaxmarl_coop.learners.returns import nstep_targets_batch
+from jaxmarl_coop.learners.networks import (
+    MLP,
+    GroupedApply,
+    GroupedRecurrent,
+    RecurrentMLP,
+    agent_groups,
+)
+from jaxmarl_coop.learners.returns import nstep_targets, nstep_targets_batch
 from jaxmarl_coop.learners.rollout import RolloutState, collect, episode_metrics
 
 
@@ -131,6 +167,12 @@ class DQNConfig(LearnerConfig):
     #: compile the two-rate (hysteretic) optimiser: needed for ``hysteretic_beta < 1``.
     #: Off, the learner takes the plain clipped-Adam step (one backward pass, not two).
     hysteretic: bool = False
+    #: GRU agents (``Dense -> GRU -> MLP``, ``rnn_hidden`` units) trained on replayed
+    #: sequences; the next three fields are read only with ``recurrent=True``
+    recurrent: bool = False
+    rnn_hidden: int = 64
+    sequence_length: int = 16  # L: env steps of one env in a sampled sequence
+    burn_in: int = 4  # B: leading steps of a sequence that only warm the hidden state
 
     Hyperparams: ClassVar[type] = DQNHyperparams
 
@@ -146,6 +188,24 @@ class DQNConfig(LearnerConfig):
             raise ValueError(f"DQNConfig.buffer_size ({self.buffer_size}) must hold at least "
                              f"n_step + rollout_length = {self.n_step + self.rollout_length} "
                              f"steps of each of the {self.num_envs} envs")
+        check_counts(self, "rnn_hidden", "sequence_length")
+        check_counts(self, "burn_in", minimum=0)
+        name = type(self).__name__
+        if self.burn_in >= self.sequence_length:
+            raise ValueError(f"{name}.burn_in ({self.burn_in}) must be less than "
+                             f"sequence_length ({self.sequence_length}): the steps after the "
+                             "burn-in are the ones trained on")
+        if self.recurrent:
+            trained = self.sequence_length - self.burn_in
+            if self.n_step > trained:
+                raise ValueError(f"{name}.n_step ({self.n_step}) must be at most "
+                                 f"sequence_length - burn_in = {trained} with recurrent=True: "
+                                 "an n-step window never runs past a sampled sequence")
+            per_env = self.sequence_length + self.rollout_length
+            if self.buffer_size // self.num_envs < per_env:
+                raise ValueError(f"{name}.buffer_size ({self.buffer_size}) must hold at least "
+                                 f"sequence_length + rollout_length = {per_env} steps of each "
+                                 f"of the {self.num_envs} envs with recurrent=True")
 
     def hyperparams(self, **overrides: Any) -> DQNHyperparams:
         hp = self.Hyperparams(**overrides)
@@ -233,18 +293,27 @@ def _plain_optimizer(lr: jax.Array, max_grad_norm: jax.Array) -> optax.GradientT
     return optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.adam(lr))
 
 
-def make_network(config: DQNConfig, env: Env) -> GroupedApply:
-    """The Q-network: per-group MLP mapping an observation to ``num_actions`` values."""
-    return GroupedApply(MLP(config.hidden, env.num_actions),
-                        agent_groups(env, config.share_params), config.share_params)
+def make_network(config: DQNConfig, env: Env) -> GroupedApply | GroupedRecurrent:
+    """The Q-network: per-group MLP mapping an observation to ``num_actions`` values; with
+    ``config.recurrent`` a per-group ``Dense -> GRU -> MLP`` (``networks.GroupedRecurrent``),
+    one hidden state ``(rnn_hidden,)`` per agent."""
+    groups = agent_groups(env, config.share_params)
+    if config.recurrent:
+        return GroupedRecurrent(RecurrentMLP(config.hidden, config.rnn_hidden, env.num_actions),
+                                groups, config.share_params)
+    return GroupedApply(MLP(config.hidden, env.num_actions), groups, config.share_params)
 
 
 QLoss = Callable[[Any, Any, dict[str, jax.Array], DQNHyperparams],
                  tuple[jax.Array, jax.Array]]
 """``loss(params, target_params, batch, hp) -> (prediction, target)``: the values being
 learned and their TD targets, on a sampled batch whose fields are ``(B, n_step, ...)``
-sequences (see ``make_q_learner``); the learner regresses one towards the other
-(``td_gradients``)."""
+sequences (``(B, sequence_length, ...)`` with ``config.recurrent``; see ``make_q_learner``);
+the learner regresses one towards the other (``td_gradients``)."""
+
+#: a recurrent Q-network's step, ``(params, h, obs, start) -> (h', q)`` (as
+#: ``GroupedRecurrent.step``): ``h`` ``(..., N, H)``, ``obs`` ``(..., N, D)``, ``start`` ``(...)``
+QStep = Callable[[Any, jax.Array, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
 
 
 def bootstrap_values(agent_q: Callable[[Any, jax.Array], jax.Array], params: Any,
@@ -258,8 +327,109 @@ def bootstrap_values(agent_q: Callable[[Any, jax.Array], jax.Array], params: Any
     """
     q_next_target = agent_q(target_params, next_obs)
     chooser = agent_q(params, next_obs) if double_dqn else q_next_target
-    best = jnp.argmax(jnp.where(next_action_mask, chooser, -jnp.inf), axis=-1)
-    return jnp.take_along_axis(q_next_target, best[..., None], axis=-1)[..., 0]
+    return value_at_greedy(q_next_target, chooser, next_action_mask)
+
+
+def value_at_greedy(q_target: jax.Array, chooser: jax.Array, action_mask: jax.Array
+                    ) -> jax.Array:
+    """``q_target`` ``(..., A)`` at the legal argmax of ``chooser`` ``(..., A)``: ``(...)``."""
+    best = jnp.argmax(jnp.where(action_mask, chooser, -jnp.inf), axis=-1)
+    return jnp.take_along_axis(q_target, best[..., None], axis=-1)[..., 0]
+
+
+def unroll(step: QStep, params: Any, h0: jax.Array, obs: jax.Array, start: jax.Array
+           ) -> tuple[jax.Array, jax.Array]:
+    """``step`` along a leading time axis: ``obs`` ``(T, ..., N, D)`` and ``start`` ``(T, ...)``
+    from ``h0`` ``(..., N, H)``. Returns the hidden state *after* every step ``(T, ..., N, H)``
+    and the Q-values ``(T, ..., N, A)``."""
+    def body(h: jax.Array, inputs: tuple[jax.Array, jax.Array]):
+        h, q = step(params, h, *inputs)
+        return h, (h, q)
+
+    _, (hs, qs) = jax.lax.scan(body, h0, (obs, start))
+    return hs, qs
+
+
+def sequence_q_values(step: QStep, params: Any, target_params: Any,
+                      batch: dict[str, jax.Array], burn_in: int, double_dqn: bool
+                      ) -> tuple[jax.Array, jax.Array]:
+    """The online Q-values and every agent's bootstrap value along sampled sequences.
+
+    ``batch`` holds ``(B, L, ...)`` sequences with the hidden state ``h`` each step started
+    from and its episode-start flag ``start`` (the rule: the module docstring's "Recurrent
+    agents"). Online and target networks both run from the stored ``h`` of the first step,
+    zeroed where ``start`` (inside the sequence too); the first ``burn_in`` steps only warm
+    the hidden state, which then passes no gradient back. Returns, for the ``L - burn_in``
+    steps after the burn-in, the online ``Q`` ``(B, L - B, N, A)`` and the value of each
+    step's true next observation ``(B, L - B, N)``: ``Q_target`` at the greedy legal action
+    (of the online network with ``double_dqn``), each network taking one more step on
+    ``next_obs`` from its hidden state after the step, without a reset.
+    """
+    def time_major(x: jax.Array) -> jax.Array:
+        return jnp.swapaxes(x, 0, 1)
+
+    obs, start = time_major(batch["obs"]), time_major(batch["start"])
+    h0 = batch["h"][:, 0]
+
+    def run(p: Any) -> tuple[jax.Array, jax.Array]:
+        h = h0
+        if burn_in:
+            hs, _ = unroll(step, p, h, obs[:burn_in], start[:burn_in])
+            h = jax.lax.stop_gradient(hs[-1])  # R2D2: no gradient through the burn-in
+        return unroll(step, p, h, obs[burn_in:], start[burn_in:])
+
+    hs, q = run(params)
+    target_hs, _ = run(jax.lax.stop_gradient(target_params))
+    next_obs = time_major(batch["next_obs"])[burn_in:]
+    no_start = jnp.zeros(next_obs.shape[:-2], bool)
+    _, q_next_target = step(jax.lax.stop_gradient(target_params), target_hs, next_obs, no_start)
+    if double_dqn:
+        _, chooser = step(params, jax.lax.stop_gradient(hs), next_obs, no_start)
+    else:
+        chooser = q_next_target
+    bootstrap = value_at_greedy(q_next_target, chooser,
+                                time_major(batch["next_action_mask"])[burn_in:])
+    return time_major(q), jax.lax.stop_gradient(time_major(bootstrap))
+
+
+def sequence_nstep_targets(rewards: jax.Array, terminated: jax.Array, truncated: jax.Array,
+                           bootstrap: jax.Array, gamma: jax.Array | float, n_step: int
+                           ) -> jax.Array:
+    """The n-step target of every step of ``(B, T, ...)`` sequences, ``(B, T, ...)``.
+
+    Step ``t``'s window is ``t, ..., t + n_step - 1``, cut at the first episode end in it
+    (``returns.nstep_targets``) and at the sequence's last step, which is treated like a
+    truncation: the window bootstraps from that step's true next observation
+    (``gamma^m (1 - terminated) bootstrap``, ``m`` the steps taken). So the last
+    ``n_step - 1`` steps of a sequence get shorter targets rather than none.
+    """
+    t = rewards.shape[1]
+    window = np.minimum(np.arange(t)[:, None] + np.arange(n_step)[None, :], t - 1)  # (T, n)
+    last = np.arange(t) == t - 1
+    ends = jnp.logical_or(truncated, last.reshape((1, t) + (1,) * (truncated.ndim - 2)))
+
+    def per_step(*fields: jax.Array) -> tuple[jax.Array, ...]:  # (B, T, n, ...) each
+        return tuple(x[:, window] for x in fields)
+
+    targets = jax.vmap(jax.vmap(nstep_targets, in_axes=(0, 0, 0, 0, None)),
+                       in_axes=(0, 0, 0, 0, None))
+    return targets(*per_step(rewards, terminated, ends, bootstrap), gamma)
+
+
+def sequence_td_terms(step: QStep, params: Any, target_params: Any,
+                      batch: dict[str, jax.Array], gamma: jax.Array | float, n_step: int,
+                      burn_in: int, double_dqn: bool) -> tuple[jax.Array, jax.Array]:
+    """Recurrent IQL's ``(prediction, target)``, both ``(B, L - burn_in, N)``: every agent's
+    ``Q(o_t, a_t)`` after the burn-in and its n-step target along the sequence
+    (``sequence_q_values``, ``sequence_nstep_targets``)."""
+    q, bootstrap = sequence_q_values(step, params, target_params, batch, burn_in, double_dqn)
+    action = batch["action"][:, burn_in:]
+    q_taken = jnp.take_along_axis(q, action[..., None], axis=-1)[..., 0]
+    targets = sequence_nstep_targets(batch["reward"][:, burn_in:],
+                                     batch["terminated"][:, burn_in:, None],
+                                     batch["truncated"][:, burn_in:, None], bootstrap, gamma,
+                                     n_step)
+    return q_taken, targets
 
 
 def td_loss(prediction: jax.Array, target: jax.Array, beta: jax.Array | float) -> jax.Array:
@@ -292,34 +462,50 @@ def td_gradients(terms: Callable[[Any], tuple[jax.Array, jax.Array]], params: An
     return loss_value, jnp.mean(prediction), (weighted, plain)
 
 
+def make_buffer(config: DQNConfig) -> fbx.trajectory_buffer.TrajectoryBuffer:
+    """The replay: one row of consecutive steps per env (``flashbax`` trajectory buffer,
+    ``buffer_size // num_envs`` steps each), sampled as ``batch_size`` runs of ``n_step``
+    consecutive steps of one env (``sequence_length`` with ``config.recurrent``) starting at
+    any step (period 1)."""
+    length = config.sequence_length if config.recurrent else config.n_step
+    return fbx.make_trajectory_buffer(
+        add_batch_size=config.num_envs, sample_batch_size=config.batch_size,
+        sample_sequence_length=length, period=1, min_length_time_axis=length,
+        max_length_time_axis=config.buffer_size // config.num_envs)
+
+
 def make_q_learner(config: DQNConfig, env: Env, env_params: Any, *,
                    init_params: Callable[[jax.Array], Any],
-                   agent_q: Callable[[Any, jax.Array], jax.Array], loss: QLoss,
-                   store_global_state: bool = False) -> Learner:
+                   agent_q: Callable[[Any, jax.Array], jax.Array] | None, loss: QLoss,
+                   store_global_state: bool = False,
+                   agent_q_step: QStep | None = None) -> Learner:
     """The value-based learner shared by IQL and value decomposition.
 
     What differs between them is passed in: ``init_params(key)`` builds the online
     parameters (the target starts as a copy), ``agent_q(params, obs)`` gives every agent's
-    action values ``(..., N, A)`` for epsilon-greedy acting, and ``loss`` is minimised on
-    sampled ``n_step`` sequences (its ``(prediction, target)`` pair is regressed with
-    ``td_gradients`` and ``hysteretic_adam``). The rest is shared: the env batch, epsilon
-    schedule, the ``flashbax`` buffer, the optimiser (clipped Adam with the hysteretic
+    action values ``(..., N, A)`` for epsilon-greedy acting (with ``config.recurrent``,
+    ``agent_q_step(params, h, obs, start) -> (h', q)`` does, carrying the hidden states
+    ``(num_envs, N, rnn_hidden)`` in ``RolloutState.carry``), and ``loss`` is minimised on
+    sampled ``n_step`` sequences (``sequence_length`` ones with ``config.recurrent``; its
+    ``(prediction, target)`` pair is regressed with ``td_gradients`` and
+    ``hysteretic_adam``). The rest is shared: the env batch, epsilon schedule, the
+    ``flashbax`` buffer (``make_buffer``), the optimiser (clipped Adam with the hysteretic
     learning rates, the rate optionally annealed) and the target-network update. A batch
     holds ``obs``, ``action``, ``reward`` (per agent), ``terminated``, ``truncated``,
-    ``next_obs``, ``next_action_mask`` and, with
-    ``store_global_state``, ``global_state`` and ``next_global_state``.
+    ``next_obs``, ``next_action_mask``; with ``store_global_state``, ``global_state`` and
+    ``next_global_state``; with ``config.recurrent``, ``start`` (the step begins an episode:
+    the hidden state is zeroed before it) and ``h`` ``(N, rnn_hidden)`` (the acting network's
+    hidden state before the step, before that reset).
     """
     if env.continuous_actions:
         raise ValueError(f"{env.name or type(env).__name__}: DQN needs discrete actions; "
                          "make the env with continuous_actions=False")
+    if config.recurrent and agent_q_step is None:
+        raise ValueError("make_q_learner: a recurrent config needs agent_q_step")
     venv = batch_env(env, config.num_envs)
     # the same optimiser state either way; the hysteretic one only where the config asks
     optimizer = optax.inject_hyperparams(_optimizer if config.hysteretic else _plain_optimizer)
-    buffer = fbx.make_trajectory_buffer(
-        add_batch_size=config.num_envs, sample_batch_size=config.batch_size,
-        sample_sequence_length=config.n_step, period=1,
-        min_length_time_axis=config.n_step,
-        max_length_time_axis=config.buffer_size // config.num_envs)
+    buffer = make_buffer(config)
     steps_per_update = config.rollout_length * config.num_envs
     # the first update after which learning_starts env steps are done (counted in updates:
     # an int32 count of env steps would overflow past 2**31 of them)
@@ -339,8 +525,15 @@ def make_q_learner(config: DQNConfig, env: Env, env_params: Any, *,
         if store_global_state:
             item["global_state"] = jnp.zeros((env.state_dim,), jnp.float32)
             item["next_global_state"] = jnp.zeros((env.state_dim,), jnp.float32)
-        return DQNState(params, params, opt_state, buffer.init(item),
-                        RolloutState(env_state, ts), key, jnp.zeros((), jnp.int32), hp)
+        if config.recurrent:
+            item["start"] = jnp.zeros((), bool)
+            item["h"] = jnp.zeros((n, config.rnn_hidden), jnp.float32)
+            rollout = RolloutState(env_state, ts, jnp.zeros(
+                (config.num_envs, n, config.rnn_hidden), jnp.float32))
+        else:
+            rollout = RolloutState(env_state, ts)
+        return DQNState(params, params, opt_state, buffer.init(item), rollout, key,
+                        jnp.zeros((), jnp.int32), hp)
 
     def learn(state: DQNState, key: jax.Array) -> tuple[DQNState, tuple[jax.Array, jax.Array]]:
         batch = buffer.sample(state.buffer, key).experience
@@ -379,13 +572,22 @@ def make_q_learner(config: DQNConfig, env: Env, env_params: Any, *,
             q = agent_q(state.params, ts.obs)
             return epsilon_greedy(key, q, ts.action_mask, epsilon), {}
 
-        rollout, tr, info = collect(venv, env_params, policy, state.rollout, k_roll,
-                                    config.rollout_length)
+        def recurrent_policy(key: jax.Array, ts: TimeStep, h: jax.Array):
+            start = ts.done  # (B,) this observation begins an episode: the carry restarts
+            h_next, q = agent_q_step(state.params, h, ts.obs, start)
+            return (epsilon_greedy(key, q, ts.action_mask, epsilon), {"start": start, "h": h},
+                    h_next)
+
+        rollout, tr, info = collect(venv, env_params,
+                                    recurrent_policy if config.recurrent else policy,
+                                    state.rollout, k_roll, config.rollout_length)
         items = {"obs": tr.obs, "action": tr.action, "reward": tr.reward,
                  "terminated": tr.terminated, "truncated": tr.truncated,
                  "next_obs": tr.next_obs, "next_action_mask": tr.next_action_mask}
         if store_global_state:
             items.update(global_state=tr.global_state, next_global_state=tr.next_global_state)
+        if config.recurrent:
+            items.update(start=tr.extras["start"], h=tr.extras["h"])
         items = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), items)  # (B, T, ...)
         state = state.replace(buffer=buffer.add(state.buffer, items), rollout=rollout, key=key)
         ready = buffer.can_sample(state.buffer) & (state.update_step + 1
@@ -416,11 +618,20 @@ def make_q_learner(config: DQNConfig, env: Env, env_params: Any, *,
 
 
 def make_learner(config: DQNConfig, env: Env, env_params: Any) -> Learner:
-    """Independent DQN on ``env`` (discrete actions)."""
+    """Independent DQN on ``env`` (discrete actions); GRU agents with ``config.recurrent``."""
     net = make_network(config, env)
 
     def init_params(key: jax.Array) -> Any:
         return net.init(key, jnp.zeros((env.num_agents, env.obs_dim), jnp.float32))
+
+    if config.recurrent:
+        def sequence_loss(params: Any, target_params: Any, batch: dict[str, jax.Array],
+                          hp: DQNHyperparams) -> tuple[jax.Array, jax.Array]:
+            return sequence_td_terms(net.step, params, target_params, batch, hp.gamma,
+                                     config.n_step, config.burn_in, config.double_dqn)
+
+        return make_q_learner(config, env, env_params, init_params=init_params, agent_q=None,
+                              loss=sequence_loss, agent_q_step=net.step)
 
     def loss(params: Any, target_params: Any, batch: dict[str, jax.Array],
              hp: DQNHyperparams) -> tuple[jax.Array, jax.Array]:
@@ -439,14 +650,28 @@ def make_learner(config: DQNConfig, env: Env, env_params: Any) -> Learner:
 def make_policy(config: DQNConfig, env: Env, params: Any, greedy: bool = True,
                 epsilon: float = 0.05) -> Policy:
     """The trained Q-network of ``params`` as a ``Policy``: greedy (ties broken at random),
-    or epsilon-greedy with ``epsilon`` when ``greedy`` is False."""
+    or epsilon-greedy with ``epsilon`` when ``greedy`` is False. A recurrent network's carry
+    is its hidden state ``(N, rnn_hidden)`` per env (zeros at an episode start; reset by
+    whoever steps the env, ``envs.reset_carry``)."""
     net = make_network(config, env)
 
-    def act(key: jax.Array, ts: TimeStep) -> jax.Array:
-        q = net.apply(params, ts.obs)
+    def pick(key: jax.Array, q: jax.Array, mask: jax.Array) -> jax.Array:
         if greedy:
-            return masked_argmax(key, q, ts.action_mask).astype(jnp.int32)
-        return epsilon_greedy(key, q, ts.action_mask, jnp.asarray(epsilon, jnp.float32))
+            return masked_argmax(key, q, mask).astype(jnp.int32)
+        return epsilon_greedy(key, q, mask, jnp.asarray(epsilon, jnp.float32))
+
+    if config.recurrent:
+        def act_recurrent(key: jax.Array, ts: TimeStep, carry: jax.Array
+                          ) -> tuple[jax.Array, jax.Array]:
+            carry, q = net.step(params, carry, ts.obs, jnp.zeros(ts.obs.shape[:-2], bool))
+            return pick(key, q, ts.action_mask), carry
+
+        return Policy(act_recurrent,
+                      lambda batch=None: net.carry(() if batch is None else (batch,)),
+                      name="dqn_recurrent")
+
+    def act(key: jax.Array, ts: TimeStep) -> jax.Array:
+        return pick(key, net.apply(params, ts.obs), ts.action_mask)
 
     return feed_forward(act, name="dqn")
 

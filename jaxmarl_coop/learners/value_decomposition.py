@@ -36,6 +36,15 @@ Adam's step-size scale comes from the plain gradient, its momentum from the one 
 negative-error terms are weighted by ``hysteretic_beta``; compiled with the config switch
 ``hysteretic=True``, see ``dqn``; 1, the default, is the plain rule).
 
+Recurrent agents (``recurrent=True``): the agent networks are GRUs trained on replayed
+sequences exactly as in ``dqn`` (its docstring's "Recurrent agents": stored hidden state,
+burn-in, episode starts inside a sequence, n-step windows cut at the sequence end). The
+mixer is applied at every step after the burn-in, QMIX's hypernetworks reading that step's
+global state ``s_t``; the target mixer takes each step's true next state ``s'_t`` and the
+agents' bootstrap values there, and ``y`` is the n-step target of the team reward along the
+sequence (``joint_sequence_q_and_targets``). The loss is the mean over sequences and
+trained steps.
+
 Value decomposition assumes one cooperating team: an env with several ``teams`` (predators
 and prey, a general-sum game) is refused.
 """
@@ -57,9 +66,12 @@ from jaxmarl_coop.learners.base import Learner, check_counts
 from jaxmarl_coop.learners.dqn import (
     DQNConfig,
     DQNHyperparams,
+    QStep,
     bootstrap_values,
     make_network,
     make_q_learner,
+    sequence_nstep_targets,
+    sequence_q_values,
 )
 from jaxmarl_coop.learners.networks import MLP, orthogonal
 from jaxmarl_coop.learners.returns import nstep_targets_batch
@@ -165,6 +177,35 @@ def joint_q_and_targets(agent_q: Callable[[Any, jax.Array], jax.Array], mixer: n
     return q_tot, targets
 
 
+def joint_sequence_q_and_targets(step: QStep, mixer: nn.Module, params: Any,
+                                 target_params: Any, batch: dict[str, jax.Array],
+                                 gamma: jax.Array | float, n_step: int, burn_in: int,
+                                 double_dqn: bool) -> tuple[jax.Array, jax.Array]:
+    """Recurrent ``(Q_tot, y)``, both ``(B, L - burn_in)``, on ``(B, L, ...)`` sequences.
+
+    The agents' Q-values and bootstrap values come from ``dqn.sequence_q_values`` (online and
+    target networks unrolled from the stored hidden state, burn-in steps only warming it);
+    the mixer is applied at every step after the burn-in with that step's global state, the
+    target mixer at each step's true next state, and ``y`` is the n-step target of the team
+    reward along the sequence (``dqn.sequence_nstep_targets``). ``step(agent_params, h, obs,
+    start)`` is the agents' recurrent step; params as in ``joint_q_and_targets``.
+    """
+    state = batch.get("global_state")
+    next_state = batch.get("next_global_state")
+    q, next_q = sequence_q_values(step, params["agents"], target_params["agents"], batch,
+                                  burn_in, double_dqn)  # (B, T, N, A), (B, T, N)
+    q_taken = jnp.take_along_axis(q, batch["action"][:, burn_in:, :, None], axis=-1)[..., 0]
+    q_tot = mixer.apply(params["mixer"], q_taken,
+                        None if state is None else state[:, burn_in:])
+    next_tot = mixer.apply(target_params["mixer"], next_q,
+                           None if next_state is None else next_state[:, burn_in:])
+    team_reward = jnp.sum(batch["reward"][:, burn_in:], axis=-1)
+    targets = sequence_nstep_targets(team_reward, batch["terminated"][:, burn_in:],
+                                     batch["truncated"][:, burn_in:],
+                                     jax.lax.stop_gradient(next_tot), gamma, n_step)
+    return q_tot, targets
+
+
 def make_learner(config: VDConfig, env: Env, env_params: Any) -> Learner:
     """VDN or QMIX (``config.mixer``) on ``env``: one team, discrete actions."""
     if not isinstance(config, VDConfig):
@@ -191,6 +232,21 @@ def make_learner(config: VDConfig, env: Env, env_params: Any) -> Learner:
                                              hp.gamma, config.double_dqn)
         return q_tot, targets
 
+    if config.recurrent:
+        def sequence_loss(params: Any, target_params: Any, batch: dict[str, jax.Array],
+                          hp: DQNHyperparams) -> tuple[jax.Array, jax.Array]:
+            return joint_sequence_q_and_targets(net.step, mixer, params, target_params, batch,
+                                                hp.gamma, config.n_step, config.burn_in,
+                                                config.double_dqn)
+
+        def agent_q_step(params: Any, h: jax.Array, obs: jax.Array, start: jax.Array
+                         ) -> tuple[jax.Array, jax.Array]:
+            return net.step(params["agents"], h, obs, start)
+
+        return make_q_learner(config, env, env_params, init_params=init_params, agent_q=None,
+                              loss=sequence_loss, store_global_state=uses_state,
+                              agent_q_step=agent_q_step)
+
     return make_q_learner(config, env, env_params, init_params=init_params, agent_q=agent_q,
                           loss=loss, store_global_state=uses_state)
 
@@ -198,7 +254,8 @@ def make_learner(config: VDConfig, env: Env, env_params: Any) -> Learner:
 def make_policy(config: VDConfig, env: Env, params: Any, greedy: bool = True,
                 epsilon: float = 0.05) -> Policy:
     """Every agent's greedy action under its own ``Q_i`` (the joint greedy action of a
-    monotone mixer) as a ``Policy``; ``params`` as in ``DQNState.params``."""
+    monotone mixer) as a ``Policy``; ``params`` as in ``DQNState.params``. Recurrent agents
+    carry their hidden states, as ``dqn.make_policy``'s."""
     return dqn.make_policy(config, env, params["agents"], greedy, epsilon)
 
 
