@@ -189,26 +189,6 @@ class Actor(nn.Module):
         return jnp.concatenate([out, jnp.broadcast_to(log_std, out.shape)], axis=-1)
 
 
-class RecurrentActor(nn.Module):
-    """:class:`Actor` with a GRU: ``(h, x, start) -> (h', out)`` (``networks.RecurrentMLP``)."""
-
-    hidden: tuple[int, ...]
-    rnn_hidden: int
-    num_actions: int
-    continuous: bool
-    activation: str
-
-    @nn.compact
-    def __call__(self, h: jax.Array, x: jax.Array, start: jax.Array
-                 ) -> tuple[jax.Array, jax.Array]:
-        h, out = RecurrentMLP(self.hidden, self.rnn_hidden, self.num_actions, self.activation,
-                              out_scale=0.01)(h, x, start)
-        if not self.continuous:
-            return h, out
-        log_std = self.param("log_std", nn.initializers.constant(-0.5), (self.num_actions,))
-        return h, jnp.concatenate([out, jnp.broadcast_to(log_std, out.shape)], axis=-1)
-
-
 def team_members(team_of_agent: np.ndarray) -> list[np.ndarray]:
     """The agent indices of each team, in team order, from ``(N,)`` team indices."""
     return [np.flatnonzero(team_of_agent == t) for t in range(int(team_of_agent.max()) + 1)]
@@ -295,8 +275,8 @@ class ActorHead:
         groups = agent_groups(env, config.share_params)
         if config.recurrent:
             self.net = GroupedRecurrent(
-                RecurrentActor(tuple(config.hidden), config.rnn_hidden, env.num_actions,
-                               continuous, config.activation),
+                RecurrentMLP(tuple(config.hidden), config.rnn_hidden, env.num_actions,
+                             config.activation, out_scale=0.01, gaussian=continuous),
                 groups, config.share_params)
         else:
             self.net = GroupedApply(

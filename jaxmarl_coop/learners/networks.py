@@ -132,12 +132,15 @@ class GroupedApply:
 
 
 class RecurrentMLP(nn.Module):
-    """One step of a recurrent network: ``Dense(rnn_hidden)`` and the activation, a GRU cell,
-    then an :class:`MLP` head with ``out_dim`` outputs.
+    """A recurrent network in three parts: ``embed`` (``Dense(rnn_hidden)`` and the
+    activation), ``recur`` (a GRU cell) and ``head`` (an :class:`MLP` with ``out_dim``
+    outputs; with ``gaussian``, followed by a learned log-std per output, as ``Actor``).
 
-    ``__call__(h, x, start) -> (h', out)``: ``h`` ``(..., rnn_hidden)`` is the hidden state
-    before the step, ``x`` ``(..., D)`` the input and ``start`` ``(...)`` bool marks an
-    episode start, where the hidden state is zeroed (the initial carry) before the step. Every
+    ``__call__(h, x, start) -> (h', out)`` is one step: ``h`` ``(..., rnn_hidden)`` is the
+    hidden state before the step, ``x`` ``(..., D)`` the input and ``start`` ``(...)`` bool
+    marks an episode start, where the hidden state is zeroed (the initial carry) before the
+    step. Only ``recur`` depends on the past, so a sequence runs ``embed`` and ``head`` on all
+    its steps at once and scans ``recur`` alone (:meth:`GroupedRecurrent.sequence`). Every
     kernel, the GRU's recurrent ones included, is initialised with the LAPACK-free
     :func:`orthogonal` (flax's GRU default is a QR-based orthogonal init).
     """
@@ -147,16 +150,34 @@ class RecurrentMLP(nn.Module):
     out_dim: int
     activation: str = "relu"
     out_scale: float = 1.0
+    gaussian: bool = False
 
-    @nn.compact
+    def setup(self) -> None:
+        self.embedding = nn.Dense(self.rnn_hidden, kernel_init=orthogonal(np.sqrt(2.0)))
+        self.cell = nn.GRUCell(self.rnn_hidden, kernel_init=orthogonal(1.0),
+                               recurrent_kernel_init=orthogonal(1.0))
+        self.mlp = MLP(self.hidden, self.out_dim, self.activation, self.out_scale)
+        if self.gaussian:
+            self.log_std = self.param("log_std", nn.initializers.constant(-0.5),
+                                      (self.out_dim,))
+
+    def embed(self, x: jax.Array) -> jax.Array:
+        return {"relu": nn.relu, "tanh": nn.tanh}[self.activation](self.embedding(x))
+
+    def recur(self, h: jax.Array, e: jax.Array, start: jax.Array
+              ) -> tuple[jax.Array, jax.Array]:
+        return self.cell(jnp.where(start[..., None], 0.0, h), e)
+
+    def head(self, y: jax.Array) -> jax.Array:
+        out = self.mlp(y)
+        if not self.gaussian:
+            return out
+        return jnp.concatenate([out, jnp.broadcast_to(self.log_std, out.shape)], axis=-1)
+
     def __call__(self, h: jax.Array, x: jax.Array, start: jax.Array
                  ) -> tuple[jax.Array, jax.Array]:
-        act = {"relu": nn.relu, "tanh": nn.tanh}[self.activation]
-        h = jnp.where(start[..., None], 0.0, h)
-        x = act(nn.Dense(self.rnn_hidden, kernel_init=orthogonal(np.sqrt(2.0)))(x))
-        h, y = nn.GRUCell(self.rnn_hidden, kernel_init=orthogonal(1.0),
-                          recurrent_kernel_init=orthogonal(1.0))(h, x)
-        return h, MLP(self.hidden, self.out_dim, self.activation, self.out_scale)(y)
+        h, y = self.recur(h, self.embed(x), start)
+        return h, self.head(y)
 
 
 class GroupedRecurrent:
@@ -168,8 +189,9 @@ class GroupedRecurrent:
     ``start`` ``(...)`` (one flag per env, shared by its agents) to ``(h', out (..., N, out))``;
     ``sequence(params, h0, obs, start)`` runs ``step`` along a leading time axis of ``obs``
     ``(T, ..., N, D)`` and ``start`` ``(T, ...)`` from ``h0``, returning the hidden state after
-    the last step and the outputs ``(T, ..., N, out)``. Acting step by step and ``sequence``
-    compute the same numbers.
+    the last step and the outputs ``(T, ..., N, out)``: the embedding and the head on all ``T``
+    steps at once, only the GRU cell scanned. Acting step by step and ``sequence`` compute the
+    same numbers (up to float rounding).
     """
 
     def __init__(self, module: RecurrentMLP, groups: np.ndarray, with_agent_ids: bool) -> None:
@@ -189,22 +211,38 @@ class GroupedRecurrent:
         keys = jax.random.split(key, self.num_groups)
         return jax.vmap(lambda k: self.module.init(k, h, x, start))(keys)
 
+    def _apply(self, params: Any, method: Callable[..., Any], *args: jax.Array) -> Any:
+        """``method`` of the module on ``args`` whose second-to-last axis (or, for ``start``
+        flags of ``ndim`` one less, last) is the agent axis: with one group a plain batched
+        call, else one call per agent with its group's parameters."""
+        if self.num_groups == 1:
+            return self.module.apply(jax.tree.map(lambda p: p[0], params), *args,
+                                     method=method)
+        per_agent = jax.tree.map(lambda p: p[self.groups], params)  # (N, ...)
+        axis = args[0].ndim - 2
+        moved = [jnp.moveaxis(a, axis, 0) for a in args]
+        out = jax.vmap(lambda p, *a: self.module.apply(p, *a, method=method))(per_agent,
+                                                                              *moved)
+        return jax.tree.map(lambda o: jnp.moveaxis(o, 0, axis), out)
+
+    def _inputs(self, obs: jax.Array) -> jax.Array:
+        return add_agent_ids(obs) if self.with_agent_ids else obs
+
     def step(self, params: Any, h: jax.Array, obs: jax.Array, start: jax.Array
              ) -> tuple[jax.Array, jax.Array]:
-        x = add_agent_ids(obs) if self.with_agent_ids else obs
+        x = self._inputs(obs)
         start = jnp.broadcast_to(jnp.asarray(start, bool)[..., None], x.shape[:-1])
-        if self.num_groups == 1:
-            return self.module.apply(jax.tree.map(lambda p: p[0], params), h, x, start)
-        per_agent = jax.tree.map(lambda p: p[self.groups], params)
-        axis = x.ndim - 2
-        h, out = jax.vmap(self.module.apply)(per_agent, jnp.moveaxis(h, axis, 0),
-                                             jnp.moveaxis(x, axis, 0),
-                                             jnp.moveaxis(start, axis, 0))
-        return jnp.moveaxis(h, 0, axis), jnp.moveaxis(out, 0, axis)
+        return self._apply(params, RecurrentMLP.__call__, h, x, start)
 
     def sequence(self, params: Any, h0: jax.Array, obs: jax.Array, start: jax.Array
                  ) -> tuple[jax.Array, jax.Array]:
-        def body(h: jax.Array, inputs: tuple[jax.Array, jax.Array]):
-            return self.step(params, h, *inputs)
+        x = self._inputs(obs)
+        start = jnp.broadcast_to(jnp.asarray(start, bool)[..., None], x.shape[:-1])
+        e = self._apply(params, RecurrentMLP.embed, x)  # (T, ..., N, E): all steps at once
 
-        return jax.lax.scan(body, h0, (obs, start))
+        def body(h: jax.Array, inputs: tuple[jax.Array, jax.Array]):
+            return self._apply(params, RecurrentMLP.recur, h, *inputs)
+
+        h, y = jax.lax.scan(body, h0, (e, start))
+        return h, self._apply(params, RecurrentMLP.head, y)
+
