@@ -50,8 +50,9 @@ def test_configure_xla_never_overrides_the_user(monkeypatch):
     assert configure_xla() == [] and os.environ["XLA_FLAGS"] == ""
 
 
-def _programs():
-    """Every learner's vmapped ``train`` (2 seeds), as the tests and experiments build it."""
+def _programs(recurrent: bool = False):
+    """Every learner's vmapped ``train`` (2 seeds), as the tests and experiments build it:
+    the feed-forward ones, or with ``recurrent`` the recurrent ones."""
     import jax
 
     from jaxmarl_coop.envs import make
@@ -86,6 +87,8 @@ def _programs():
     ]
     keys = jax.random.split(jax.random.PRNGKey(0), 2)
     for name, module, config, env, params in cases:
+        if name.startswith("recurrent") is not recurrent:
+            continue
         learner = module.make_learner(config, env, params)
         hp = stack_hyperparams(config.hyperparams(), 2)
         yield name, jax.jit(jax.vmap(learner.train)).lower(keys, hp).as_text()
@@ -96,6 +99,17 @@ def test_no_learner_program_calls_lapack():
     jaxlib 0.10's CPU runtime on 2 cores; learners must build their programs without one."""
     for name, text in _programs():
         assert re.search(r"lapack_\w+|geqrf", text) is None, name
+
+
+@pytest.mark.slow  # four more learner lowerings: in the full suite only
+def test_no_recurrent_learner_program_calls_lapack():
+    """The same for the recurrent programs: a GRU's recurrent kernel is orthogonal by default
+    (a QR) in flax; ours use the LAPACK-free initialiser."""
+    names = []
+    for name, text in _programs(recurrent=True):
+        assert re.search(r"lapack_\w+|geqrf", text) is None, name
+        names.append(name)
+    assert len(names) == 4, names
 
 
 def test_set_cpu_device_count(monkeypatch):

@@ -30,16 +30,16 @@ def test_stepping_equals_the_sequence_replay_and_a_start_zeroes_exactly_its_env(
     start = jnp.zeros((6, 4), bool).at[3, 1].set(True).at[0].set(True)
     params = net.init(jax.random.PRNGKey(1), obs[0])
     h_end, outs = jax.jit(net.sequence)(params, net.carry((4,)) + 1.0, obs, start)
-    h, stepped = net.carry((4,)) + 1.0, []
+    h, stepped, step = net.carry((4,)) + 1.0, [], jax.jit(net.step)
     for t in range(6):
-        h, out = net.step(params, h, obs[t], start[t])
+        h, out = step(params, h, obs[t], start[t])
         stepped.append(out)
     np.testing.assert_allclose(np.stack(stepped), outs, atol=1e-5)
     np.testing.assert_allclose(h, h_end, atol=1e-5)
     # at t = 3 only env 1 restarts: its output is a fresh carry's, env 0's is not
-    h2, _ = net.sequence(params, net.carry((4,)), obs[:3], start[:3])
-    _, fresh = net.step(params, net.carry((4,)), obs[3], jnp.zeros(4, bool))
-    _, kept = net.step(params, h2, obs[3], jnp.zeros(4, bool))
+    h2, _ = jax.jit(net.sequence)(params, net.carry((4,)), obs[:3], start[:3])
+    _, fresh = step(params, net.carry((4,)), obs[3], jnp.zeros(4, bool))
+    _, kept = step(params, h2, obs[3], jnp.zeros(4, bool))
     np.testing.assert_allclose(outs[3, 1], fresh[1], atol=1e-5)
     np.testing.assert_allclose(outs[3, 0], kept[0], atol=1e-5)
     assert np.abs(np.asarray(outs[3, 0] - fresh[0])).max() > 1e-4
@@ -170,6 +170,7 @@ def tag_recurrent():
     return env, params, config, learner, keys, states, metrics
 
 
+@pytest.mark.slow  # a second recurrent learner compile: in the full suite only
 def test_replayed_sequences_reproduce_what_the_agents_did():
     """With one minibatch and one epoch, each update's gradient step runs at the rollout's
     parameters: the replayed sequences (stored starting states, resets at episode starts

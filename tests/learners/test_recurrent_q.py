@@ -336,6 +336,7 @@ def test_a_vmapped_seed_equals_that_seed_alone_and_the_same_key_the_same_bits(na
                                    rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # a second learner compile: in the full suite only
 def test_a_recurrent_learner_resumes_exactly(tmp_path):
     _, config, _, init, update = _build("dqn")
     hp = config.hyperparams()
