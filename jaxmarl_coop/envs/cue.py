@@ -178,15 +178,8 @@ class Cue(Env[CueState, CueParams]):
     def step_env(self, key: jax.Array, state: CueState, actions: jax.Array,
                  params: CueParams) -> tuple[CueState, TimeStep]:
         del key  # the dynamics are deterministic
-        n = self.num_agents
-        ones = jnp.ones((n,), jnp.float32)
-        pos, vel = physics.world_step(
-            state.agent_pos, state.agent_vel,
-            physics.action_direction(actions, self.continuous_actions),
-            size=ones * params.agent_size, mass=ones * params.agent_mass,
-            accel=ones * params.agent_accel, max_speed=ones * params.agent_max_speed,
-            collide=jnp.ones((n,), bool), obstacle_pos=jnp.zeros((0, 2), jnp.float32),
-            obstacle_size=jnp.zeros((0,), jnp.float32), params=params.world)
+        pos, vel = physics.identical_agents_step(state.agent_pos, state.agent_vel, actions,
+                                                 self.continuous_actions, params)
         held = state.step < params.cue_steps  # the cue phase: nothing moves
         state = state.replace(agent_pos=jnp.where(held, state.agent_pos, pos),
                               agent_vel=jnp.where(held, state.agent_vel, vel),

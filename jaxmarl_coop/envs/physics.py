@@ -19,6 +19,8 @@ Everything is whole-array arithmetic over the agent axis. Two coincident discs
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -193,6 +195,21 @@ def world_step(pos: jax.Array, vel: jax.Array, direction: jax.Array, *, size: ja
                                                         obstacle_size, params)
     return integrate(pos, vel, force, mass, max_speed, params)
 
+
+
+def identical_agents_step(pos: jax.Array, vel: jax.Array, actions: jax.Array,
+                          continuous: bool, params: Any) -> tuple[jax.Array, jax.Array]:
+    """:func:`world_step` for ``N`` alike, colliding agents and no obstacles (spread, cue):
+    each agent's size, mass, acceleration and top speed are ``params.agent_size``,
+    ``agent_mass``, ``agent_accel`` and ``agent_max_speed``, the world ``params.world``."""
+    n = pos.shape[0]
+    ones = jnp.ones((n,), jnp.float32)
+    return world_step(
+        pos, vel, action_direction(actions, continuous),
+        size=ones * params.agent_size, mass=ones * params.agent_mass,
+        accel=ones * params.agent_accel, max_speed=ones * params.agent_max_speed,
+        collide=jnp.ones((n,), bool), obstacle_pos=jnp.zeros((0, 2), jnp.float32),
+        obstacle_size=jnp.zeros((0,), jnp.float32), params=params.world)
 
 def confine(pos: jax.Array, vel: jax.Array, size: jax.Array, half_width: jax.Array
             ) -> tuple[jax.Array, jax.Array]:

@@ -101,15 +101,8 @@ class Spread(Env[SpreadState, SpreadParams]):
     def step_env(self, key: jax.Array, state: SpreadState, actions: jax.Array,
                  params: SpreadParams) -> tuple[SpreadState, TimeStep]:
         del key  # the dynamics are deterministic
-        n = self.num_agents
-        ones = jnp.ones((n,), jnp.float32)
-        pos, vel = physics.world_step(
-            state.agent_pos, state.agent_vel,
-            physics.action_direction(actions, self.continuous_actions),
-            size=ones * params.agent_size, mass=ones * params.agent_mass,
-            accel=ones * params.agent_accel, max_speed=ones * params.agent_max_speed,
-            collide=jnp.ones((n,), bool), obstacle_pos=jnp.zeros((0, 2), jnp.float32),
-            obstacle_size=jnp.zeros((0,), jnp.float32), params=params.world)
+        pos, vel = physics.identical_agents_step(state.agent_pos, state.agent_vel, actions,
+                                                 self.continuous_actions, params)
         state = state.replace(agent_pos=pos, agent_vel=vel, step=state.step + 1)
         reward, info = self._reward(state, params)
         return state, self._timestep(state, reward, info, params)
