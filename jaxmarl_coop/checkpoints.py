@@ -102,9 +102,9 @@ def _install_read_noise_filters() -> None:
     ``sys.excepthook`` from tensorstore's threads, possibly before the failure reaches us) and
     orbax's read coroutines, each landing in ``sys.unraisablehook`` as a traceback. A
     callback into a closed loop is dropped whenever it comes (only a read that was abandoned
-    makes one); the rest of orbax's and tensorstore's unraisable exceptions only after a read
-    has failed (reported in one line by :class:`CorruptCheckpoint`). Installed once, before
-    the first read."""
+    makes one); the rest of orbax's and tensorstore's unraisable exceptions, and asyncio's log
+    of their tasks' exceptions never retrieved, only after a read has failed (reported in one
+    line by :class:`CorruptCheckpoint`). Installed once, before the first read."""
     previous = sys.unraisablehook
     if getattr(previous, "_drops_failed_read_noise", False):
         return
@@ -125,6 +125,19 @@ def _install_read_noise_filters() -> None:
     unraisable_hook._drops_failed_read_noise = True  # type: ignore[attr-defined]
     sys.unraisablehook = unraisable_hook
     sys.excepthook = except_hook
+    logging.getLogger("asyncio").addFilter(_drop_abandoned_read_tasks)
+
+
+def _drop_abandoned_read_tasks(record: logging.LogRecord) -> bool:
+    """asyncio logs "Task exception was never retrieved" when one of orbax's abandoned reads
+    is collected: after a failed read, one whose exception is tensorstore's is dropped."""
+    exc = record.exc_info[1] if record.exc_info else None
+    if not (_FAILED_READ and exc is not None and "never retrieved" in str(record.msg)):
+        return True
+    files = _traceback_files(exc.__traceback__)
+    from_store = "tensorstore" in str(exc) or any(
+        f"{os.sep}{lib}{os.sep}" in f for f in files for lib in ("orbax", "tensorstore"))
+    return not from_store
 
 
 def _drop_failed_read_noise() -> None:

@@ -341,3 +341,23 @@ def test_a_callback_into_orbaxs_closed_loop_prints_nothing(monkeypatch, capsys):
     except RuntimeError as err:
         sys.excepthook(type(err), err, err.__traceback__)
     assert "something else" in capsys.readouterr().err  # other errors are still shown
+
+
+def test_an_abandoned_reads_task_is_not_logged_after_a_failed_read(monkeypatch, caplog):
+    """Collected after a failed read, orbax's abandoned read tasks made asyncio log "Task
+    exception was never retrieved" with tensorstore's error (seven lines after the warning)."""
+    import asyncio
+
+    monkeypatch.setattr(sys, "unraisablehook", sys.__unraisablehook__)
+    checkpoints._install_read_noise_filters()
+    monkeypatch.setattr(checkpoints, "_FAILED_READ", True)
+    loop = asyncio.new_event_loop()
+    try:
+        for err in (ValueError("OUT_OF_RANGE: Error opening zarr [tensorstore_spec='{}']"),
+                    ValueError("an error of the user's own")):
+            loop.call_exception_handler({"message": "Task exception was never retrieved",
+                                         "exception": err})
+    finally:
+        loop.close()
+    logged = [str(r.exc_info[1]) for r in caplog.records if r.name == "asyncio"]
+    assert logged == ["an error of the user's own"]  # other tasks' errors are still shown
