@@ -13,7 +13,7 @@ def test_memory_quick_run_writes_results_and_a_plot(run_benchmark):
                                     "MAPPO", "MAPPO-GRU", "--seeds", "2")
     assert "MAPPO-GRU - feed-forward:" in proc.stdout  # the table with the pair's gap
     section = data["tasks"]["cue"]
-    assert section["env"] == "cue-v1" and section["env_steps_per_seed"] == 5000
+    assert section["env"] == "cue-v1" and section["env_steps_per_seed"] == 5120  # last mark
     assert [r["variant"] for r in section["runs"]] == ["MAPPO", "MAPPO-GRU"]
     assert section["runs"][1]["config"]["recurrent"] is True
     assert section["runs"][0]["config"]["recurrent"] is False
@@ -24,3 +24,26 @@ def test_memory_quick_run_writes_results_and_a_plot(run_benchmark):
     gap = section["recurrent_gaps"]["MAPPO-GRU"]
     assert math.isfinite(gap["gap"]) and gap["ci95"] > 0
     assert (out / "cue.png").stat().st_size > 0
+    for run in section["runs"]:  # the training return read at each mark
+        assert set(run["training_return_at"]) == {"2560", "5120"}
+
+
+def test_returns_at_a_mark_average_the_updates_ending_there():
+    import numpy as np
+
+    from experiments.benchmarks import memory
+
+    steps = np.array([100, 200, 300, 400])
+    returns = np.array([[1.0, 2.0, 3.0, 4.0], [3.0, 4.0, 5.0, 6.0]])  # (seeds, updates)
+    got = memory.at_marks(steps, returns, [50, 250, 400], window=2)
+    assert got["50"] is None  # no update has ended by then
+    assert got["250"]["per_seed"].tolist() == [1.5, 3.5] and got["250"]["env_steps"] == 200
+    assert got["400"]["per_seed"].tolist() == [3.5, 5.5] and got["400"]["mean"] == 4.5
+
+
+def test_marks_beyond_the_run_are_refused(capsys):
+    from experiments.benchmarks import memory
+
+    with pytest.raises(SystemExit):
+        memory.parse_args(["--out", "x", "--steps", "1000", "--marks", "500", "2000"])
+    assert "--marks must lie in 1..--steps (1,000), got [500, 2000]" in capsys.readouterr().err
