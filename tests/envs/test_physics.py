@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from hypothesis import given, settings
@@ -10,12 +11,13 @@ from hypothesis import strategies as st
 from jaxmarl_coop.envs import physics
 
 P = physics.WorldParams()
+_world_step = jax.jit(physics.world_step)  # one program per shape, not op by op
 
 
 def _step(pos, vel, direction, size=0.1, accel=5.0, max_speed=np.inf, obstacles=()):
     n = len(pos)
     obstacle_pos = jnp.asarray(np.array(obstacles, np.float32).reshape(-1, 2))
-    return physics.world_step(
+    return _world_step(
         jnp.asarray(pos, jnp.float32), jnp.asarray(vel, jnp.float32),
         jnp.asarray(direction, jnp.float32), size=jnp.full((n,), size, jnp.float32),
         mass=jnp.ones((n,), jnp.float32), accel=jnp.full((n,), accel, jnp.float32),
