@@ -91,9 +91,9 @@ def run_benchmark(tmp_path: Path) -> Callable[..., tuple[subprocess.CompletedPro
 
 
 #: test files by how long they take (most first; measured, 2-core CPU). The suite runs each
-#: file on one of two workers (``--dist loadfile``) in collection order
+#: file on one of the workers (``-n 3``, ``--dist loadfile``) in collection order
 #: (``--no-loadscope-reorder``), so the longest files start first and the many short ones
-#: fill in behind them: neither worker is left running a long file alone at the end.
+#: fill in behind them: no worker is left running a long file alone at the end.
 #: Files not named here follow, in the usual order.
 LONGEST_FIRST = (
     "test_train.py", "test_mechanisms_smoke.py", "test_learn_actor_critic_smoke.py",
