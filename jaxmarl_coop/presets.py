@@ -184,3 +184,10 @@ Q_QUICK: dict[str, Any] = {"buffer_size": 2080, "batch_size": 64, "learning_star
 DQN_MATCHED: dict[str, Any] = dict(Q_CONFIG)
 DQN_HP: dict[str, Any] = dict(Q_HP)
 DQN_QUICK: dict[str, Any] = dict(Q_QUICK)
+#: recurrent IQL matched to JaxMARL's GRU Q-network (Dense 64 -> GRU 64 -> Dense): whole
+#: 26-step sequences from the stored hidden state without burn-in, 32 of them (832
+#: transitions) per gradient step as its 32 trajectories; ours keeps a 64-wide hidden layer in
+#: the head (a head needs one), theirs is linear
+DQN_RNN_MATCHED: dict[str, Any] = {**Q_CONFIG, "recurrent": True, "rnn_hidden": 64,
+                                   "hidden": (64,), "sequence_length": 26, "burn_in": 0,
+                                   "batch_size": 32}

@@ -40,6 +40,13 @@ def test_learn_independent_quick_run_writes_the_expected_json(run_benchmark) -> 
         assert all(min(map(min, table)) <= p <= max(map(max, table)) for p in payoffs)
         assert r["timing"]["run_s"] > 0 and r["timing"]["trace_and_compile_s"] > 0
 
+    # the recurrent row: our GRU Q-network matched to JaxMARL's, timed on spread
+    rec = data["dqn_recurrent"]
+    assert (rec["config"]["recurrent"], rec["config"]["rnn_hidden"],
+            rec["config"]["sequence_length"], rec["config"]["burn_in"]) == (True, 64, 26, 0)
+    assert rec["timing"]["env_steps_per_s"] > 0 and rec["timing"]["trace_and_compile_s"] > 0
+    assert "ours DQN-GRU spread (matched)" in proc.stdout
+
     # DQN on both envs: evaluation, timing, learning curve, PNG
     runs = {r["env"]: r for r in data["dqn"]}
     assert set(runs) == {"spread-v3", "tracking-v1"}

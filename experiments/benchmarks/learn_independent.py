@@ -98,6 +98,7 @@ from jaxmarl_coop.presets import (  # noqa: E402
     DQN_HP,
     DQN_MATCHED,
     DQN_QUICK,
+    DQN_RNN_MATCHED,
     TABULAR_EXPLORATION,
     TABULAR_HP,
 )
@@ -211,6 +212,27 @@ def run_dqn(env_id: str, kwargs: dict[str, Any], args: argparse.Namespace) -> di
             "evaluation": evaluation, "learning_curve": curve,
             "final_loss": ci(np.asarray(metrics["loss"])[:, -1]),
             "last_update_episode_return": ci(np.asarray(metrics["episode_return"])[:, -1])}
+
+
+def run_recurrent_throughput(args: argparse.Namespace) -> dict[str, Any]:
+    """Our recurrent IQL matched to JaxMARL's GRU network (``DQN_RNN_MATCHED``) on spread, at
+    the JaxMARL throughput run's steps and seeds: training time only, compile apart."""
+    env, params = make("spread-v3", num_agents=3)
+    settings = {**DQN_RNN_MATCHED, **(DQN_QUICK if args.quick else {}), "batch_size": 32}
+    per_update = settings["num_envs"] * settings["rollout_length"]
+    config = dqn.DQNConfig(num_updates=max(1, math.ceil(args.jaxmarl_timing_steps
+                                                        / per_update)), **settings)
+    learner = dqn.make_learner(config, env, params)
+    seeds = args.jaxmarl_timing_seeds
+    keys = jax.random.split(jax.random.PRNGKey(args.seed), seeds)
+    log(f"recurrent DQN spread-v3 (throughput): {seeds} seeds x {config.total_env_steps:,} "
+        "env steps ...")
+    _, timing = timed_train(jax.vmap(learner.train), keys,
+                            stack_hyperparams(config.hyperparams(**DQN_HP), seeds))
+    add_throughput(timing, seeds, config.total_env_steps)
+    log(f"  compile {timing['trace_and_compile_s']:.1f} s, run {timing['run_s']:.1f} s, "
+        f"{timing['env_steps_per_s']:,.0f} env steps/s (all seeds)")
+    return {"env": "spread-v3", "config": config, "timing": timing}
 
 
 # --------------------------------------------------------------------------------------------
@@ -441,6 +463,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for env_id, kwargs in DQN_ENVS[:1] if args.throughput_only else DQN_ENVS:
         data["dqn"].append(run_dqn(env_id, kwargs, args))
         if env_id == "spread-v3":
+            data["dqn_recurrent"] = run_recurrent_throughput(args)
             jaxmarl = run_peer(args, "IQL", lambda: run_jaxmarl(args))
     data["jaxmarl"] = jaxmarl
     spread = data["dqn"][0]
@@ -455,6 +478,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "throughput_ratio_per_seed": (ours_t["env_steps_per_s_per_seed"]
                                           / their_t["env_steps_per_s_per_seed"]),
             "compile_ratio": ours_t["trace_and_compile_s"] / their_t["trace_and_compile_s"],
+            "recurrent_throughput_ratio": (data["dqn_recurrent"]["timing"]["env_steps_per_s"]
+                                           / their_t["env_steps_per_s"]),
             "note": ("throughput: ours (training only) vs JaxMARL's throughput run with its "
                      "periodic greedy tests off; returns: our greedy evaluation vs its own last "
                      "greedy test; JaxMARL's spread episodes last 26 steps, ours 25"),
@@ -489,6 +514,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for m in data["matched_config"]:
         print(f"  {m['item']:<38} ours: {m['ours']!s:<30} JaxMARL: {m['jaxmarl']}")
     rows = [(f"ours DQN {r['env']}", r["timing"]) for r in data["dqn"]]
+    rows.append(("ours DQN-GRU spread (matched)", data["dqn_recurrent"]["timing"]))
     if jaxmarl and jaxmarl.get("status") == "ok":
         rows.append(("JaxMARL IQL-RNN spread (no tests)", jaxmarl["throughput_run"]["timing"]))
         if "return_run" in jaxmarl:
@@ -498,7 +524,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if comparison:
         print(f"\nthroughput ours / JaxMARL on spread: {comparison['throughput_ratio']:.2f}x "
               f"(compile {spread['timing']['trace_and_compile_s']:.1f} s vs "
-              f"{jaxmarl['throughput_run']['timing']['trace_and_compile_s']:.1f} s)")
+              f"{jaxmarl['throughput_run']['timing']['trace_and_compile_s']:.1f} s); "
+              f"recurrent, GRU against GRU: {comparison['recurrent_throughput_ratio']:.2f}x")
     if "ours_final_team_return" in comparison:
         print(f"final spread team return: ours {pm(comparison['ours_final_team_return'])} "
               f"(25 steps), JaxMARL {pm(comparison['jaxmarl_final_team_return'])} (26 steps) "
