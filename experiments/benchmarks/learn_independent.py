@@ -19,7 +19,9 @@ What is run
    ``matched_config``). The final greedy policy is evaluated (``--eval-episodes`` per seed)
    next to ``random_policy`` and, on tracking, ``greedy_chase_policy``. Learning curves
    (per-update ``episode_return`` of the epsilon-greedy behaviour, mean and 95% CI over
-   seeds) are saved as PNG.
+   seeds) are saved as PNG. On spread, also a throughput row of our *recurrent* DQN matched
+   to JaxMARL's GRU Q-network (``presets.DQN_RNN_MATCHED``), at its throughput run's steps
+   and seeds: GRU against GRU, training time only.
 3. JaxMARL's ``baselines/QLearning/iql_rnn.py`` (GRU Q-network, independent learners with
    parameter sharing) on ``MPE_simple_spread_v3``, run unmodified from a checkout: the file
    is loaded with ``importlib`` and its ``make_train(config, env)`` is called with its own
