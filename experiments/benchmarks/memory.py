@@ -181,7 +181,8 @@ def run_jaxmarl_iql(args: argparse.Namespace) -> dict[str, Any]:
                                              seeds=args.seeds, test=True)
             for mark in args.marks}
     return {"script": JAXMARL_IQL["script"], "alg_config": JAXMARL_IQL["alg"], "runs": runs,
-            "greedy_return_at": {m: r["final_per_step_x25"] for m, r in runs.items()}}
+            "greedy_return_at": {m: r["final_per_step_x25"] for m, r in runs.items()},
+            "timing": runs[str(max(args.marks))]["timing"]}  # its longest run's
 
 
 def run_jaxmarl(args: argparse.Namespace) -> dict[str, Any]:
@@ -264,12 +265,10 @@ def run_task(task: str, args: argparse.Namespace) -> dict[str, Any]:
         section["jaxmarl"] = jm = run_peer(args, "recurrent baselines",
                                            lambda: run_jaxmarl(args))
         ours = {r["variant"]: r["timing"]["env_steps_per_s"] for r in section["runs"]}
-        for label, theirs, timing in (("MAPPO", "MAPPO-RNN", lambda t: t["timing"]),
-                                      ("IQL", "IQL-RNN", lambda t: t["runs"][
-                                          str(max(args.marks))]["timing"])):
+        for label, theirs in (("MAPPO", "MAPPO-RNN"), ("IQL", "IQL-RNN")):
             if theirs in jm and f"{label}-GRU" in ours:  # ours / theirs, same seeds and steps
                 jm[theirs]["ours_over_theirs_env_steps_per_s"] = (
-                    ours[f"{label}-GRU"] / timing(jm[theirs])["env_steps_per_s"])
+                    ours[f"{label}-GRU"] / jm[theirs]["timing"]["env_steps_per_s"])
     section["recurrent_gaps"] = {
         f"{label}-GRU": welch_gap(per_seed[f"{label}-GRU"], per_seed[label])
         for label in ("MAPPO", "IQL") if label in per_seed and f"{label}-GRU" in per_seed}
@@ -299,12 +298,12 @@ def jaxmarl_lines(section: dict[str, Any]) -> list[str]:
         return [f"JaxMARL: {jm.get('status')} ({jm.get('reason') or jm.get('error')})"]
     ours = {r["variant"]: r for r in section["runs"]}
     marks = sorted({int(m) for r in section["runs"] for m in r["training_return_at"]})
-    head = (f"{'system':<22} " + " ".join(f"{f'{m:,} steps':>18}" for m in marks)
+    head = (f"{'system':<26} " + " ".join(f"{f'{m:,} steps':>18}" for m in marks)
             + f" {'env steps/s':>12} {'compile s':>9}")
     lines = []
 
     def row(name: str, values: dict[str, Any], timing: dict[str, Any]) -> None:
-        lines.append(f"{name:<22} " + " ".join(f"{pm(values.get(str(m))):>18}" for m in marks)
+        lines.append(f"{name:<26} " + " ".join(f"{pm(values.get(str(m))):>18}" for m in marks)
                      + f" {timing['env_steps_per_s']:>12,.0f} "
                      f"{timing['trace_and_compile_s']:>9.1f}")
 
@@ -322,8 +321,7 @@ def jaxmarl_lines(section: dict[str, Any]) -> list[str]:
         greedy = dict(ours["IQL-GRU"]["training_return_at"])
         greedy[last] = ours["IQL-GRU"]["greedy_evaluation"]["return"]
         row("ours IQL-GRU (last greedy)", greedy, ours["IQL-GRU"]["timing"])
-        row("JaxMARL IQL-RNN (greedy)", theirs["greedy_return_at"],
-            theirs["runs"][last]["timing"])
+        row("JaxMARL IQL-RNN (greedy)", theirs["greedy_return_at"], theirs["timing"])
         speed.append(f"IQL: ours {theirs['ours_over_theirs_env_steps_per_s']:.2f}x "
                      "JaxMARL's env steps/s")
     return ["JaxMARL's recurrent baselines (team return, per-step x25; train = training "
