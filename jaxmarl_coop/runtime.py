@@ -29,7 +29,9 @@ SAFE_XLA_FLAGS = ("--xla_cpu_enable_concurrency_optimized_scheduler=false",
                   "--xla_cpu_multi_thread_eigen=false")
 
 
-def _jaxlib_knows(flag_name: str) -> bool:
+def jaxlib_knows(flag_name: str) -> bool:
+    """Whether the installed jaxlib has an XLA flag of this name (``XLA_FLAGS`` aborts the
+    process on a flag it does not know): its name appears in one of jaxlib's libraries."""
     spec = importlib.util.find_spec("jaxlib")
     if spec is None or not spec.submodule_search_locations:
         return False
@@ -58,7 +60,7 @@ def configure_xla() -> list[str]:
     added = []
     for flag in SAFE_XLA_FLAGS:
         name = flag.split("=", 1)[0]
-        if name in current or not _jaxlib_knows(name.lstrip("-")):
+        if name in current or not jaxlib_knows(name.lstrip("-")):
             continue
         added.append(flag)
     if added:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import conftest
 import pytest
 
 from jaxmarl_coop import runtime
@@ -134,3 +135,29 @@ def test_set_cpu_device_count_gives_that_many_devices():
                          timeout=120, cwd=Path(__file__).resolve().parents[1])
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "3"
+
+
+def _compile_options_overrides() -> dict:
+    from jax._src import compiler  # private: the options jit compiles with
+
+    options = compiler.get_compile_options(num_replicas=1, num_partitions=1)
+    return dict(options.env_option_overrides)
+
+
+@pytest.mark.skipif(not conftest.QUICK_FLAG_ADDED,
+                    reason="the suite's quick-path XLA flag is not set (conftest.py)")
+def test_the_quick_codegen_flag_is_for_the_quick_path_only():
+    import jax
+
+    assert conftest.QUICK_COMPILE_FLAG in os.environ["XLA_FLAGS"]  # workers, subprocesses
+    name = conftest.QUICK_COMPILE_FLAG.split("=", 1)[0].lstrip("-")
+    assert jax.config.values["jax_disable_most_optimizations"]
+    assert name not in _compile_options_overrides()
+
+
+@pytest.mark.optimised
+@pytest.mark.skipif(not conftest.QUICK_FLAG_ADDED,
+                    reason="the suite's quick-path XLA flag is not set (conftest.py)")
+def test_optimised_tests_compile_with_xla_s_default_code_generator():
+    name = conftest.QUICK_COMPILE_FLAG.split("=", 1)[0].lstrip("-")
+    assert _compile_options_overrides()[name] is True  # as users' runs compile
