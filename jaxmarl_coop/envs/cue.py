@@ -2,9 +2,19 @@
 
 N agents (default 2, discs of ``agent_size``) move with the MPE physics (``physics.py``; no
 walls; agents push each other apart by the soft MPE contact, unpenalised) among K landmarks
-(default 3, points that do not collide). At reset the agents and
-the landmarks are placed uniformly in ``[-1, 1]^2`` and one landmark, the **goal**, is drawn
-uniformly; it stays the goal for the whole episode.
+(default 3, points that do not collide). At reset the agents are placed uniformly in
+``[-1, 1]^2`` and one landmark, the **goal**, is drawn uniformly; it stays the goal for the
+whole episode. Where the landmarks are is the constructor's ``landmarks`` option:
+
+- ``"ring"`` (default): always at the same K places, evenly on a circle of radius
+  ``ring_radius`` (a param, default 0.8) about the origin, the first straight up
+  (angles ``90 + 360 k / K`` degrees). Which landmark pays is then all the cue tells, and the
+  way there is a function of the remembered cue and the agent's own position, so a
+  recurrent learner finds it in a few hundred thousand steps (``docs/results.md``);
+- ``"random"``: drawn uniformly in ``[-1, 1]^2`` at every reset, like the agents. The way to
+  the goal is then a product of the remembered cue and the landmarks seen (which of K
+  relative positions to follow): a harder problem for a network to learn (recurrent MAPPO
+  had not learnt it after 1 M steps).
 
 Cue phase. For the first ``cue_steps`` steps (c, default 3) every agent's observation shows
 the goal as a one-hot of size K, and the agents are **held at their starts**: the actions of
@@ -57,25 +67,29 @@ Reference policies (below; the same steering for both, see ``_steer``):
 landmark) and ``cue_memoryless_policy`` (heads for the cued landmark while the cue is shown,
 then for the geometric median of the landmarks: the best goal-independent place, above).
 Measured by ``python -m experiments.reference --env cue-v1 --seeds 4 --episodes 250``
-(1000 episodes of the default task; team return = sum over the N = 2 agents, mean ± 95 %
-CI over the 4 seeds; ``goal_distance`` and ``at_goal`` are episode means)::
+(1000 episodes of the default task, ring landmarks; team return = sum over the N = 2 agents,
+mean ± 95 % CI over the 4 seeds; ``goal_distance`` and ``at_goal`` are episode means), and
+with ``landmarks="random"`` (measured before the ring became the default)::
 
-    policy       team return    goal_distance   at_goal
-    random       -54.8 ± 1.8    1.096           0.007
-    memoryless   -36.6 ± 0.5    0.733           0.084
-    memory       -23.7 ± 0.9    0.474           0.383
+                 ring (default)                          random landmarks
+    policy       team return    goal_dist.  at_goal    team return    goal_dist.  at_goal
+    random       -54.3 ± 2.0    1.085       0.007      -54.8 ± 1.8    1.096       0.007
+    memoryless   -43.5 ± 0.7    0.869       0.002      -36.6 ± 0.5    0.733       0.084
+    memory       -23.3 ± 0.8    0.465       0.383      -23.7 ± 0.9    0.474       0.383
 
 and the bound, the mean of ``memoryless_bound`` over 1000 resets (± 95 % half-width over
-resets): ``B = -31.6 ± 0.5``, by::
+resets): ``B = -41.9 ± 0.1`` on the ring (``D`` = the ring's radius 0.8), ``-31.6 ± 0.5``
+with random landmarks, by::
 
     python -c "import jax; from jaxmarl_coop.envs import make; \
     from jaxmarl_coop.envs.cue import memoryless_bound; env, p = make('cue-v1'); \
     print(jax.vmap(lambda k: memoryless_bound(env, env.reset(k, p)[0], p))(\
     jax.random.split(jax.random.PRNGKey(0), 1000)).mean())"
 
-So no memoryless team can expect more than about -31.6; the memoryless script gets within
-5 of that (its agents spend their first moves walking to the median), and the memory policy
-is 8 above the bound and 13 above the script.
+(``make('cue-v1', landmarks='random')`` for the other). So no memoryless team can expect
+more than about -41.9 on the ring; the memoryless script gets within 2 of that (its agents
+spend their first moves walking to the centre), and the memory policy is 19 above the
+bound.
 """
 
 from __future__ import annotations
@@ -105,6 +119,8 @@ from jaxmarl_coop.envs.policy import Policy
 #: landmark); 256 iterations (``memoryless_bound``) leave 3e-6 at worst.
 MEDIAN_ITERATIONS = 32
 BOUND_MEDIAN_ITERATIONS = 256
+#: where the landmarks are (the constructor's ``landmarks``; the module docstring)
+LANDMARK_LAYOUTS = ("ring", "random")
 
 
 @struct.dataclass
@@ -127,6 +143,8 @@ class CueParams:
     agent_max_speed: float = 1.0
     #: an agent this close to the goal counts as on it (``info["at_goal"]`` only)
     goal_radius: float = 0.1
+    #: the landmarks' circle (``landmarks="ring"`` only)
+    ring_radius: float = 0.8
     world: physics.WorldParams = physics.WorldParams()
 
     def __post_init__(self) -> None:
@@ -143,16 +161,20 @@ class CueParams:
         check_param("agent_max_speed", self.agent_max_speed, low=0.0, low_inclusive=False,
                     allow_inf=True)
         check_param("goal_radius", self.goal_radius, low=0.0)
+        check_param("ring_radius", self.ring_radius, low=0.0)
 
 
 class Cue(Env[CueState, CueParams]):
     """Agents must reach the landmark cued at the start, after the cue has gone."""
 
-    def __init__(self, num_agents: int = 2, num_landmarks: int = 3,
+    def __init__(self, num_agents: int = 2, num_landmarks: int = 3, landmarks: str = "ring",
                  continuous_actions: bool = False, debug: bool = False) -> None:
         self.num_agents = check_count("num_agents", num_agents, 1)
         physics.check_num_discs("cue", num_agents=self.num_agents)
         self.num_landmarks = check_count("num_landmarks", num_landmarks, 2)
+        if landmarks not in LANDMARK_LAYOUTS:
+            raise ValueError(f"landmarks must be one of {LANDMARK_LAYOUTS}, got {landmarks!r}")
+        self.landmarks = landmarks
         self.continuous_actions = check_flag("continuous_actions", continuous_actions)
         self.debug = check_flag("debug", debug)
         n, k = self.num_agents, self.num_landmarks
@@ -170,8 +192,9 @@ class Cue(Env[CueState, CueParams]):
         u = jax.random.uniform(key, (2 * (n + k) + 1,), jnp.float32)  # one draw for it all
         xy = (u[:-1] * 2.0 - 1.0).reshape(n + k, 2)
         goal = jnp.minimum((u[-1] * k).astype(jnp.int32), k - 1)
+        landmarks = xy[n:] if self.landmarks == "random" else ring_landmarks(k, params)
         state = CueState(agent_pos=xy[:n], agent_vel=jnp.zeros((n, 2), jnp.float32),
-                         landmark_pos=xy[n:], goal=goal, step=jnp.zeros((), jnp.int32))
+                         landmark_pos=landmarks, goal=goal, step=jnp.zeros((), jnp.int32))
         reward, info = self._reward(state, params)
         return state, self._timestep(state, jnp.zeros_like(reward), info, params)
 
@@ -234,6 +257,14 @@ class Cue(Env[CueState, CueParams]):
                         global_state=global_state, reward=reward,
                         terminated=jnp.zeros((), bool),
                         truncated=state.step >= params.max_steps, info=info)
+
+
+def ring_landmarks(num_landmarks: int, params: CueParams) -> jax.Array:
+    """``landmarks="ring"``: ``(K, 2)`` places evenly on the circle of ``params.ring_radius``
+    about the origin, the first straight up (angles ``90 + 360 k / K`` degrees)."""
+    angles = np.pi / 2 + 2 * np.pi * np.arange(num_landmarks) / num_landmarks
+    unit = jnp.asarray(np.stack([np.cos(angles), np.sin(angles)], axis=-1), jnp.float32)
+    return unit * jnp.asarray(params.ring_radius, jnp.float32)
 
 
 # ----- reference policies -------------------------------------------------------------------

@@ -28,7 +28,7 @@ VARIANTS = {
                           {"num_dispatchers": 1, "num_servers": 1}],
     "intersection-v1": [{}, {"num_agents": 2}, {"num_agents": 6}],
     "cue-v1": [{}, {"continuous_actions": True},
-               {"num_agents": 4, "num_landmarks": 5, "cue_steps": 0}],
+               {"num_agents": 4, "num_landmarks": 5, "cue_steps": 0, "landmarks": "random"}],
 }
 CASES = [(env_id, kw) for env_id in sorted(VARIANTS) for kw in VARIANTS[env_id]]
 IDS = [f"{e}-{'-'.join(f'{k}={v}' for k, v in kw.items()) or 'default'}" for e, kw in CASES]
