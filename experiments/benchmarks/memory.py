@@ -10,8 +10,10 @@ What is run
 -----------
 Per task, each learner variant (``--learners``; default MAPPO and MAPPO with ``recurrent=True``,
 and IQL with and without it where DQN has the option) trains ``--seeds`` seeds in one
-``jit(vmap(train))`` program for ``--steps`` env steps per seed with the learner's registered
-defaults (``jaxmarl_coop.presets``); the only difference between a pair is ``recurrent``.
+``jit(vmap(train))`` program with the learner's registered defaults
+(``jaxmarl_coop.presets``); the only difference between a pair is ``recurrent``. Env steps
+per seed: ``--steps`` for every task if given; else the memory tasks (cue, tracking) train to
+the first of ``--marks`` and spread to the last (default 1 M and 3 M).
 Each seed's final greedy policy then plays ``--eval-episodes`` whole episodes (a recurrent
 team's memory reset at every episode start) next to the task's reference policies. Tasks:
 
@@ -24,6 +26,10 @@ team's memory reset at every episode start) next to the task's reference policie
 Mean ± 95% Student-t CI over seeds; the gap of each recurrent variant to its feed-forward
 twin with a Welch 95% interval. Wall clock of training with compile time apart. Curves (mean
 with a 95% band of the per-update training return) are saved as PNG per task.
+
+``results.json`` is rewritten after every run, and ``--resume`` keeps from an existing one
+every run (and JaxMARL's section) made with the same settings, so a long benchmark stopped
+part-way goes on from its last finished run.
 
 JaxMARL beside ours (``--jaxmarl-repo PATH``, on spread; ``--skip-jaxmarl`` leaves it out)
 -----------------------------------------------------------------------------------------
@@ -56,6 +62,7 @@ configure_xla()  # before any JAX computation: safe XLA_FLAGS on small CPU machi
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import io  # noqa: E402
+import json  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
 import types  # noqa: E402
@@ -115,6 +122,10 @@ JAXMARL_MAPPO = {"script": "baselines/MAPPO/mappo_rnn_mpe.py",
                  "config": "baselines/MAPPO/config/mappo_homogenous_rnn_mpe.yaml"}
 JAXMARL_IQL = {"script": "baselines/QLearning/iql_rnn.py",
                "alg": "baselines/QLearning/config/alg/ql_rnn_mpe.yaml"}
+#: tasks trained to the first mark (without --steps); the others train to the last
+MEMORY_TASKS = ("cue", "tracking")
+#: settings a kept run (--resume) must share with this one
+RESUME_KEYS = ("seeds", "marks", "radius", "eval_episodes", "seed", "quick")
 #: updates averaged into a training return at a mark (ours and JaxMARL's MAPPO alike)
 MARK_WINDOW = 10
 #: JaxMARL's spread returns to ours: its episodes last 26 steps, ours 25
@@ -217,30 +228,67 @@ def welch_gap(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     return {"gap": gap, "ci95": half, "clear": bool(abs(gap) > half)}
 
 
-def run_task(task: str, args: argparse.Namespace) -> dict[str, Any]:
+def task_steps(task: str, args: argparse.Namespace) -> int:
+    """Env steps per seed on ``task`` (the module docstring)."""
+    if args.steps is not None:
+        return args.steps
+    return min(args.marks) if task in MEMORY_TASKS else max(args.marks)
+
+
+def kept_runs(previous: dict[str, Any] | None, task: str, steps: int,
+              args: argparse.Namespace) -> dict[str, Any]:
+    """``--resume``: the runs (by variant) and JaxMARL section of ``task`` in a previous
+    results.json made with the same settings; empty without one."""
+    if previous is None or task not in previous.get("tasks", {}):
+        return {}
+    section, settings = previous["tasks"][task], previous["settings"]
+    same = (section.get("env_steps_per_seed") == steps
+            and all(settings.get(k) == getattr(args, k) for k in RESUME_KEYS)
+            and (task != "tracking" or section["env_kwargs"].get("sensing_radius")
+                 == args.radius))
+    if not same:
+        return {}
+    kept = {r["variant"]: r for r in section["runs"]}
+    if section.get("jaxmarl", {}).get("status") == "ok":
+        kept["jaxmarl"] = section["jaxmarl"]
+    return kept
+
+
+def run_task(task: str, args: argparse.Namespace, previous: dict[str, Any] | None = None,
+             save: Any = None) -> dict[str, Any]:
+    """One task's section: the references, then each variant (kept from ``previous`` with
+    ``--resume``, else trained and evaluated), ``save(section)`` after each."""
     env_id, kwargs = TASKS[task]
     if task == "tracking":
         kwargs = {**kwargs, "sensing_radius": args.radius}
     env, params = make(env_id, **kwargs)
+    steps = task_steps(task, args)
+    marks = [m for m in args.marks if m <= steps]
+    kept = kept_runs(previous, task, steps, args)
     labels = [v for v in args.learners if available(v)]
-    log(f"{env_id} {kwargs}: {', '.join(labels)}; {args.seeds} seeds x {args.steps:,} "
-        "env steps ...")
+    log(f"{env_id} {kwargs}: {', '.join(labels)}; {args.seeds} seeds x {steps:,} "
+        "env steps" + (f" (kept from the last run: {', '.join(kept)})" if kept else "")
+        + " ...")
     eval_keys = jax.random.split(jax.random.PRNGKey(args.seed + 1), args.seeds)
     refs = {"random": lambda env, _: random_policy(env), **reference_policies(env)}
     section: dict[str, Any] = {
         "task": task, "env": env_id, "env_kwargs": kwargs, "num_agents": env.num_agents,
-        "episode_steps": int(params.max_steps), "env_steps_per_seed": args.steps,
+        "episode_steps": int(params.max_steps), "env_steps_per_seed": steps,
         "references": evaluate_policies(env, params, {n: (lambda _, f=f: f(env, params), None)
                                                       for n, f in refs.items()},
                                         eval_keys, args.eval_episodes),
         "runs": [], "skipped": [v for v in args.learners if v not in labels]}
     per_seed: dict[str, np.ndarray] = {}
     for label in labels:
+        if label in kept:
+            section["runs"].append(kept[label])
+            per_seed[label] = np.asarray(kept[label]["greedy_evaluation"]["return"]["per_seed"])
+            continue
         name, overrides = VARIANTS[label]
         settings = {**(QUICK[name] if args.quick else {}), **overrides}
         if not overrides.get("recurrent"):
             settings.pop("rnn_hidden", None)
-        learner, config = registry.make_learner(name, env, params, env_steps=args.steps,
+        learner, config = registry.make_learner(name, env, params, env_steps=steps,
                                                 **settings)
         hp = stack_hyperparams(registry.make_hyperparams(name, config), args.seeds)
         keys = jax.random.split(jax.random.PRNGKey(args.seed), args.seeds)
@@ -259,11 +307,13 @@ def run_task(task: str, args: argparse.Namespace) -> dict[str, Any]:
         section["runs"].append({
             "variant": label, "learner": name, "config": config, "timing": timing,
             "greedy_evaluation": evaluation,
-            "training_return_at": at_marks(x, returns, args.marks),
+            "training_return_at": at_marks(x, returns, marks),
             "learning_curves": {"episode_return": learning_curve(x, returns)}})
+        if save is not None:
+            save(section)
     if task == "spread":
-        section["jaxmarl"] = jm = run_peer(args, "recurrent baselines",
-                                           lambda: run_jaxmarl(args))
+        section["jaxmarl"] = jm = kept.get("jaxmarl") or run_peer(
+            args, "recurrent baselines", lambda: run_jaxmarl(args))
         ours = {r["variant"]: r["timing"]["env_steps_per_s"] for r in section["runs"]}
         for label, theirs in (("MAPPO", "MAPPO-RNN"), ("IQL", "IQL-RNN")):
             if theirs in jm and f"{label}-GRU" in ours:  # ours / theirs, same seeds and steps
@@ -335,7 +385,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--learners", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--steps", type=int, default=None,
-                        help="env steps per seed (default the largest mark)")
+                        help="env steps per seed on every task (default: cue and tracking "
+                        "the first mark, spread the last)")
     parser.add_argument("--marks", type=int, nargs="+", default=None,
                         help="env steps per seed at which returns are read (default "
                         "1,000,000 3,000,000; --quick 2,560 5,120)")
@@ -348,18 +399,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--eval-episodes", type=int, default=None,
                         help="greedy episodes per seed (default 128; --quick 4)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the runs of --out's results.json made with these settings")
     parser.add_argument("--quick", action="store_true",
                         help="tiny networks and budget: checks the script, measures nothing")
     args = parser.parse_args(argv)
     if args.marks is None:
         args.marks = [2_560, 5_120] if args.quick else [1_000_000, 3_000_000]
     args.marks = sorted(set(args.marks))
-    if args.steps is None:
-        args.steps = max(args.marks)
     if args.eval_episodes is None:
         args.eval_episodes = 4 if args.quick else 128
-    check_at_least_one(parser, args, "seeds", "steps", "eval_episodes")
-    if min(args.marks) < 1 or max(args.marks) > args.steps:
+    check_at_least_one(parser, args, "seeds", "eval_episodes")
+    if args.steps is not None and args.steps < 1:
+        parser.error("--steps must be >= 1")
+    top = args.steps if args.steps is not None else math.inf
+    if min(args.marks) < 1 or max(args.marks) > top:
         parser.error(f"--marks must lie in 1..--steps ({args.steps:,}), got {args.marks}")
     if args.seeds < 2:
         parser.error("--seeds must be >= 2 (confidence intervals over seeds)")
@@ -372,9 +426,22 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     out, start, data = start_run("memory", argv, args, TRAINING_METHOD + "; greedy evaluation "
                                  "of each seed's final parameters, memory reset per episode")
+    previous = None
+    if args.resume and (out / "results.json").is_file():
+        previous = json.loads((out / "results.json").read_text())
     data["tasks"] = {}
+
+    def save(section: dict[str, Any]) -> None:
+        data["tasks"][section["task"]] = section
+        save_results(out / "results.json", data, start)
+
+    if previous is not None and all(previous["settings"].get(k) == getattr(args, k)
+                                    for k in RESUME_KEYS):
+        for task, section in previous.get("tasks", {}).items():
+            if task not in args.tasks:  # another task's runs, made with these settings
+                data["tasks"][task] = section
     for task in args.tasks:
-        section = run_task(task, args)
+        section = run_task(task, args, previous, save)
         section["plot"] = plot_section_curves(section, out / f"{task}.png",
                                               f"{section['env']}: recurrent vs feed-forward")
         data["tasks"][task] = section
