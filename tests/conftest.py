@@ -36,12 +36,15 @@ os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 # and its programs run slower: runs keep XLA's default, and so do tests marked `optimised`,
 # through a per-compile override below.)
 _QUICK_FLAG_NAME = QUICK_COMPILE_FLAG.split("=", 1)[0].lstrip("-")
-QUICK_FLAG_ADDED = (
-    f"--{_QUICK_FLAG_NAME}" not in os.environ.get("XLA_FLAGS", "")
-    and os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"].lower() in ("1", "true")
-    and jaxlib_knows(_QUICK_FLAG_NAME))
-if QUICK_FLAG_ADDED:
+#: whether the suite set the flag (here, or in the process that started this xdist worker)
+QUICK_FLAG_ADDED = os.environ.get("JAXMARL_COOP_TESTS_SET_QUICK_FLAG") == "1"
+if not QUICK_FLAG_ADDED and (
+        f"--{_QUICK_FLAG_NAME}" not in os.environ.get("XLA_FLAGS", "")
+        and os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"].lower() in ("1", "true")
+        and jaxlib_knows(_QUICK_FLAG_NAME)):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {QUICK_COMPILE_FLAG}".strip()
+    os.environ["JAXMARL_COOP_TESTS_SET_QUICK_FLAG"] = "1"
+    QUICK_FLAG_ADDED = True
 
 import jax  # noqa: E402
 
