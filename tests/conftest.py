@@ -137,6 +137,7 @@ LONGEST_FIRST = (
     "test_notebooks.py", "learners/test_actor_critic.py", "learners/test_protocol.py",
     "envs/test_conformance.py", "test_load_policy.py", "learners/test_dqn.py",
     "learners/test_recurrent.py", "learners/test_recurrent_q.py", "test_memory_smoke.py",
+    "envs/test_jaxmarl_adapter.py",
     "test_learn_independent_smoke.py", "test_runtime.py", "test_distributed.py",
     "learners/test_value_decomposition.py", "test_run_bad_input.py", "test_scaling_smoke.py",
     "test_plots.py", "learners/test_tabular_q.py",

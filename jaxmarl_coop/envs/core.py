@@ -237,6 +237,9 @@ class Env(Generic[State, Params]):
     #: Optional tabular protocol: how many distinct indices ``obs_index`` returns (None: no
     #: tabular index; the env's observations are not a small discrete set).
     num_obs_indices: int | None = None
+    #: The most steps an episode lasts, for envs whose params have no ``max_steps`` (the
+    #: adapted JaxMARL envs); ``episode_limit`` reads either.
+    max_episode_steps: int | None = None
 
     # ----- to implement -------------------------------------------------------------------
     def default_params(self) -> Params:
@@ -406,6 +409,17 @@ class Env(Generic[State, Params]):
         return (f"{type(self).__name__}(name={self.name!r}, num_agents={self.num_agents}, "
                 f"{mode} actions={self.num_actions}, obs_dim={self.obs_dim}, "
                 f"state_dim={self.state_dim})")
+
+
+def episode_limit(env: Env, params: Any) -> int:
+    """The most steps an episode of ``env`` under ``params`` lasts: ``params.max_steps``
+    (concrete), else the env's ``max_episode_steps``; a ``ValueError`` where neither says."""
+    if hasattr(params, "max_steps"):
+        return int(params.max_steps)
+    if env.max_episode_steps is not None:
+        return int(env.max_episode_steps)
+    raise ValueError(f"{env.name or type(env).__name__}: neither its params nor the env say how "
+                     "long an episode lasts (params.max_steps, env.max_episode_steps)")
 
 
 #: What ``step_env`` receives for an invalid discrete action where ``noop_action`` is None.

@@ -49,8 +49,20 @@ def _constructor_args(factory: Callable[..., Env]) -> list[str]:
             if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
+def known(env_id: str) -> bool:
+    """Whether ``make`` takes ``env_id``: a registered id, or ``jaxmarl:NAME`` (an adapted
+    JaxMARL env, ``envs/jaxmarl.py``; ``make`` checks NAME)."""
+    return env_id in _REGISTRY or (isinstance(env_id, str) and env_id.startswith("jaxmarl:"))
+
+
 def make(env_id: str, **kwargs: Any) -> tuple[Env, Any]:
-    """Build a registered env and its params; see the module docstring for ``kwargs``."""
+    """Build a registered env and its params; see the module docstring for ``kwargs``.
+    ``jaxmarl:NAME`` builds JaxMARL's env NAME with ``kwargs``, adapted (``envs/jaxmarl.py``,
+    the optional extra ``[jaxmarl]``)."""
+    if isinstance(env_id, str) and env_id.startswith("jaxmarl:"):
+        from jaxmarl_coop.envs.jaxmarl import make_jaxmarl
+
+        return make_jaxmarl(env_id, **kwargs)
     if env_id not in _REGISTRY:
         raise ValueError(f"unknown env id {env_id!r}; registered ids: {', '.join(registered())}")
     factory = _REGISTRY[env_id]

@@ -21,7 +21,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Circle, Rectangle
 
-from jaxmarl_coop.envs.core import Env, TimeStep
+from jaxmarl_coop.envs.core import Env, TimeStep, episode_limit
 from jaxmarl_coop.envs.policy import Policy, check_policy
 
 #: Default frame width and height in pixels.
@@ -314,9 +314,9 @@ def rollout_frames(env: Env, params: Any, policy: Policy, key: jax.Array,
                          "AutoReset / wrap(...)")
     params = env.default_params() if params is None else params
     if max_steps is None:
-        if not hasattr(params, "max_steps"):
+        if not hasattr(params, "max_steps") and env.max_episode_steps is None:
             raise ValueError(f"{type(params).__name__} has no max_steps: pass max_steps")
-        max_steps = int(params.max_steps)
+        max_steps = episode_limit(env, params)
     if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) \
             or max_steps < 0:
         raise ValueError(f"max_steps must be an int >= 0, got {max_steps!r}")

@@ -15,7 +15,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxmarl_coop.envs.core import Env, check_count
+from jaxmarl_coop.envs.core import Env, check_count, episode_limit
 from jaxmarl_coop.envs.policy import Policy, check_policy, reset_carry
 from jaxmarl_coop.envs.wrappers import AutoReset, EpisodeStats
 
@@ -24,15 +24,16 @@ def evaluate(env: Env, params: Any, policy: Policy, key: jax.Array, num_episodes
              max_steps: int | None = None) -> dict[str, jax.Array]:
     """One episode per env in a batch of ``num_episodes``; jittable and vmappable.
 
-    ``max_steps`` bounds the scan (default: ``params.max_steps``, which must then be
-    concrete); an episode still running after it is reported with ``completed = False``.
+    ``max_steps`` bounds the scan (default: ``envs.core.episode_limit``, ``params.max_steps``,
+    which must then be concrete, or the env's ``max_episode_steps``); an episode still
+    running after it is reported with ``completed = False``.
     Returns ``return`` (E,), ``agent_returns`` (E, N), ``length`` (E,), ``completed`` (E,)
     and one (E,) array per env metric.
     """
     num_episodes = check_count("num_episodes", num_episodes, 1)
     policy = check_policy(policy, "evaluate")
     if max_steps is None:
-        max_steps = int(params.max_steps)
+        max_steps = episode_limit(env, params)
     max_steps = check_count("max_steps", max_steps, 1)
     stats_env = EpisodeStats(AutoReset(env))
 

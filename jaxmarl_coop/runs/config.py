@@ -79,7 +79,8 @@ class RunConfig:
     """
 
     learner: str = _field("mappo", "a registered learner (learners.registry.learner_names())")
-    env: str = _field("tracking-v1", "a registered env id (jaxmarl_coop.envs.registered())")
+    env: str = _field("tracking-v1", "a registered env id (jaxmarl_coop.envs.registered()), "
+                                     "or jaxmarl:NAME for a JaxMARL env")
     env_param: tuple[str, ...] = _field((), "env option or param NAME=VALUE (repeatable), "
                                             "e.g. num_agents=3 or k=-25")
     hp: tuple[str, ...] = _field((), "hyperparameter NAME=VALUE (repeatable), e.g. lr=0.001")
@@ -101,6 +102,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         from jaxmarl_coop.envs import registered
+        from jaxmarl_coop.envs.registry import known
         from jaxmarl_coop.learners.registry import learner_names
 
         for name in ("learner", "env", "out", "logger"):
@@ -117,8 +119,9 @@ class RunConfig:
         if self.learner not in learner_names():
             raise ValueError(f"unknown learner {self.learner!r}; choose from "
                              f"{', '.join(learner_names())}")
-        if self.env not in registered():
-            raise ValueError(f"unknown env {self.env!r}; choose from {', '.join(registered())}")
+        if not known(self.env):
+            raise ValueError(f"unknown env {self.env!r}; choose from {', '.join(registered())} "
+                             "or jaxmarl:NAME (a JaxMARL env)")
         for name, low in (("seeds", 1), ("env_steps", 1), ("chunks", 1), ("eval_every", 0),
                           ("periodic_eval_episodes", 1), ("eval_episodes", 1),
                           ("checkpoint_every", 0), ("devices", 1), ("seed", 0)):

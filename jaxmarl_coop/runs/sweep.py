@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmarl_coop import parallel
+from jaxmarl_coop.envs.core import episode_limit
 from jaxmarl_coop.learners import registry
 from jaxmarl_coop.learners.base import stack_hyperparams
 from jaxmarl_coop.learners.evaluation import evaluate
@@ -325,7 +326,7 @@ def sweep(args: Any, argv: list[str] | None = None) -> dict[str, Any]:
     points = {"hp": stack_hyperparams(hp.replace(**hp_axes), runs), "env": env_axes,
               "eval_key": eval_keys[labels["seed"]]}
     max_steps = int(np.max(np.asarray(values["max_steps"]))) if "max_steps" in env_axes \
-        else int(env_params.max_steps)
+        else episode_limit(env, env_params)
     episodes = run.eval_episodes
 
     def one_run(key: jax.Array, point: dict[str, Any]) -> dict[str, jax.Array]:
