@@ -4,9 +4,8 @@
 ``make("jaxmarl:MPE_simple_spread_v3")`` or ``make("jaxmarl:HeuristicEnemySMAX",
 scenario="3m")`` builds JaxMARL's env with ``jaxmarl.make(NAME, **kwargs)`` and wraps it in
 :class:`JaxMARLEnv`, so that our learners, sweeps, evaluation, checkpoints and the PettingZoo
-adapter run on it. Every keyword argument goes to JaxMARL's constructor; for SMAX a map name
-given as ``scenario="3m"`` is turned into JaxMARL's scenario object
-(``map_name_to_scenario``). JaxMARL's environments keep their settings on the env object, so
+adapter run on it. Every keyword argument goes to JaxMARL's constructor (one it would
+silently drop is refused). JaxMARL's environments keep their settings on the env object, so
 an adapted env has **no traced params** (``JaxMARLParams`` is empty): a sweep over a task
 setting builds one env per value.
 
@@ -17,35 +16,41 @@ What the adapter does (the contract in ``envs/core.py``):
   own width);
 - actions: discrete only (a JaxMARL env with another action space is refused); ``(N,)``
   ints, ``num_actions`` the largest agent's count, the actions past an agent's own count
-  masked illegal; an invalid action acts as the family's no-op (below). Action masks are the
-  env's ``get_avail_actions`` where it has one, else every action is legal;
+  masked illegal; an invalid action acts as the family's no-op (below);
 - global state: the env's world state where it has one (SMAX's ``world_state``), else the
   padded observations concatenated;
 - ``reset``/``step``: JaxMARL's ``reset`` and ``step_env``, never its auto-resetting
   ``step`` (our ``AutoReset`` wraps any env); rewards stacked per agent;
 - **terminated apart from truncated.** JaxMARL merges them into ``dones["__all__"]``; the
-  adapter splits them per family, reading the env's own step counter and limit:
+  adapter splits them per family, from the env's own rules and limits
+  (``max_episode_steps`` is the most steps an episode lasts):
 
-  =========  =====================================================  ==========================
-  family     terminated                                             truncated
-  =========  =====================================================  ==========================
-  MPE        never (its episodes only run out of time)              ``dones["__all__"]``: the
-                                                                    step that starts with
-                                                                    ``step >= max_steps``
-                                                                    (``max_steps + 1`` steps:
-                                                                    26 for spread)
-  SMAX       one side has no unit alive (a win, a loss or both)     ``dones["__all__"]``
-                                                                    otherwise: as MPE, the
-                                                                    step that starts with
-                                                                    ``step >= max_steps``
-                                                                    (101 steps by default)
-  =========  =====================================================  ==========================
+  ==========  ==========================================  ==================================
+  family      terminated                                  truncated (``max_episode_steps``)
+  ==========  ==========================================  ==================================
+  MPE         never                                       every done: the step that starts
+                                                          at ``step >= max_steps`` (so
+                                                          ``max_steps + 1``: 26 for spread)
+  SMAX        one side has no unit alive (win or loss)    any other done, at the same limit
+                                                          as MPE (101 steps by default)
+  Overcooked  never                                       every done: ``max_steps`` (400)
+  coin game   never (its inner games restart inside the   every done: the outer episode's
+              env)                                        end, ``num_inner_steps x
+                                                          num_outer_steps`` (100)
+  Hanabi      every done: the game's own end (lives       never; ``max_episode_steps`` is an
+              lost, fireworks complete, last round)       upper bound on a game's turns (115)
+  ==========  ==========================================  ==================================
 
-  Other JaxMARL families (Overcooked, Hanabi, coin game, STORM, ...) are refused with the
-  list of adapted ones until their split is written and tested.
+  Other JaxMARL families (STORM, whose observations are not per agent, JaxNav, MABrax, ...)
+  are refused with the list of adapted ones until their split is written and tested.
+- no-ops (what an invalid action acts as): MPE 0 (no force), SMAX 4 (stop), Overcooked and
+  coin game 4 (stay), Hanabi its last move (the pass of every player whose turn it is not).
+  Masks: SMAX ``get_avail_actions``, Hanabi ``get_legal_moves``, else all legal.
 - ``info``: SMAX: ``won`` (every enemy dead while an ally lives, at the episode's end),
-  ``allies_alive`` and ``enemies_alive`` (counts); MPE: none. ``teams`` groups agents by
-  the name before their index (``adversary_0`` -> ``adversary``).
+  ``allies_alive`` and ``enemies_alive`` (counts); the others: none. ``teams`` groups agents
+  by the name before their index (``adversary_0`` -> ``adversary``).
+- names given as strings are looked up: SMAX ``scenario="3m"`` (``map_name_to_scenario``),
+  Overcooked ``layout="cramped_room"`` (``overcooked_layouts``).
 
 Rendering is not adapted (JaxMARL's own visualisers take its states:
 ``state.inner``).
@@ -84,27 +89,44 @@ class JaxMARLState:
 
 
 class _Family:
-    """How one JaxMARL family ends its episodes, its no-op and its info."""
+    """How one JaxMARL family ends its episodes (``terminated``: the rest of a ``done`` is
+    truncation), its no-op, its longest episode, its masks and its info."""
 
     name: ClassVar[str]
-    noop: ClassVar[int]
 
-    def terminated(self, env: Any, state: Any, done: jax.Array) -> jax.Array:
+    def noop(self, env: Any) -> int:
+        return 0
+
+    def limit(self, env: Any) -> int:
+        """The most steps an episode lasts (``max_episode_steps``)."""
         raise NotImplementedError
+
+    def terminated(self, env: Any, state: Any) -> jax.Array:
+        return jnp.zeros((), bool)  # time-limited families: a done is a truncation
+
+    def avail(self, env: Any, state: Any) -> dict[str, jax.Array] | None:
+        """Each agent's legal actions, or None: all legal."""
+        return None
 
     def info(self, env: Any, state: Any) -> dict[str, jax.Array]:
         return {}
 
 
 class _MPE(_Family):
-    name, noop = "MPE", 0  # action 0: no force
+    name = "MPE"  # action 0: no force
 
-    def terminated(self, env: Any, state: Any, done: jax.Array) -> jax.Array:
-        return jnp.zeros((), bool)
+    def limit(self, env: Any) -> int:
+        return int(env.max_steps) + 1  # done on the step that starts at step >= max_steps
 
 
 class _SMAX(_Family):
-    name, noop = "SMAX", 4  # action 4: stop (0-3 move, 5+ attack)
+    name = "SMAX"
+
+    def noop(self, env: Any) -> int:
+        return 4  # stop (0-3 move, 5+ attack)
+
+    def limit(self, env: Any) -> int:
+        return int(env.max_steps) + 1  # as MPE
 
     @staticmethod
     def _alive(env: Any, state: Any) -> tuple[jax.Array, jax.Array]:
@@ -114,9 +136,12 @@ class _SMAX(_Family):
         return (jnp.sum(alive[:allies]).astype(jnp.float32),
                 jnp.sum(alive[allies:]).astype(jnp.float32))
 
-    def terminated(self, env: Any, state: Any, done: jax.Array) -> jax.Array:
+    def terminated(self, env: Any, state: Any) -> jax.Array:
         allies, enemies = self._alive(env, state)
         return (allies == 0) | (enemies == 0)
+
+    def avail(self, env: Any, state: Any) -> dict[str, jax.Array]:
+        return env.get_avail_actions(state)
 
     def info(self, env: Any, state: Any) -> dict[str, jax.Array]:
         allies, enemies = self._alive(env, state)
@@ -124,17 +149,67 @@ class _SMAX(_Family):
         return {"won": won, "allies_alive": allies, "enemies_alive": enemies}
 
 
+class _Overcooked(_Family):
+    name = "Overcooked"
+
+    def noop(self, env: Any) -> int:
+        return 4  # stay
+
+    def limit(self, env: Any) -> int:
+        return int(env.max_steps)  # done once step (after the step) reaches max_steps
+
+
+class _CoinGame(_Family):
+    name = "coin game"
+
+    def noop(self, env: Any) -> int:
+        return 4  # stay
+
+    def limit(self, env: Any) -> int:
+        # its inner games restart inside the env; dones only at the outer episode's end
+        return int(env.num_inner_steps) * int(env.num_outer_steps)
+
+
+class _Hanabi(_Family):
+    name = "Hanabi"
+
+    def noop(self, env: Any) -> int:
+        return int(env.num_moves) - 1  # the move of every player whose turn it is not
+
+    def limit(self, env: Any) -> int:
+        # an upper bound on a game's turns: each play or discard takes a card of the deck or
+        # a hand; each hint takes an information token, of which there are at most the
+        # starting ones, one per discard and one per completed colour; then a last round
+        cards = int(env.deck_size)
+        return 2 * cards + int(env.max_info_tokens) + int(env.num_colors) + len(env.agents)
+
+    def terminated(self, env: Any, state: Any) -> jax.Array:
+        return jnp.ones((), bool)  # a game only ends by its rules: a done is a termination
+
+    def avail(self, env: Any, state: Any) -> dict[str, jax.Array]:
+        return env.get_legal_moves(state)
+
+
 def _family(jaxmarl_env: Any) -> _Family:
+    from jaxmarl.environments.coin_game.coin_game import CoinGame
+    from jaxmarl.environments.hanabi.hanabi_game import HanabiGame
     from jaxmarl.environments.mpe.simple import SimpleMPE
+    from jaxmarl.environments.overcooked.overcooked import Overcooked
     from jaxmarl.environments.smax.heuristic_enemy_smax_env import EnemySMAX
     from jaxmarl.environments.smax.smax_env import SMAX
 
-    if isinstance(jaxmarl_env, SimpleMPE):
-        return _MPE()
-    if isinstance(jaxmarl_env, (SMAX, EnemySMAX)):
-        return _SMAX()
+    for classes, family in ((SimpleMPE, _MPE), ((SMAX, EnemySMAX), _SMAX),
+                            (Overcooked, _Overcooked), (CoinGame, _CoinGame),
+                            (HanabiGame, _Hanabi)):
+        if isinstance(jaxmarl_env, classes):
+            return family()
     raise ValueError(f"jaxmarl: {type(jaxmarl_env).__name__} is not adapted yet; adapted "
-                     "families: MPE (MPE_simple_*), SMAX (SMAX, HeuristicEnemySMAX)")
+                     f"families: {ADAPTED}")
+
+
+#: what the adapter covers (the module docstring)
+ADAPTED = ("MPE (MPE_simple_*), SMAX (SMAX, HeuristicEnemySMAX), Overcooked (overcooked), "
+           "coin game (coin_game), Hanabi (hanabi)")
 
 
 def require_jaxmarl() -> None:
@@ -177,6 +252,13 @@ def make_jaxmarl(env_id: str, **kwargs: Any) -> tuple[JaxMARLEnv, JaxMARLParams]
         from jaxmarl.environments.smax import map_name_to_scenario
 
         kwargs = {**kwargs, "scenario": map_name_to_scenario(kwargs["scenario"])}
+    if name.startswith("overcooked") and isinstance(kwargs.get("layout"), str):
+        from jaxmarl.environments.overcooked import overcooked_layouts
+
+        if kwargs["layout"] not in overcooked_layouts:
+            raise ValueError(f"unknown Overcooked layout {kwargs['layout']!r}; layouts: "
+                             f"{', '.join(overcooked_layouts)}")
+        kwargs = {**kwargs, "layout": overcooked_layouts[kwargs["layout"]]}
     try:
         inner = jaxmarl.make(name, **kwargs)
     except TypeError as err:  # an unknown keyword: say which env refused it
@@ -225,14 +307,13 @@ class JaxMARLEnv(Env[JaxMARLState, JaxMARLParams]):
                                  f"{agent!r} has {type(space).__name__}")
         self._agent_actions = tuple(int(s.n) for s in spaces)
         self.num_actions = max(self._agent_actions)
-        self.noop_action = self.family.noop
-        # the step that starts at step >= max_steps ends the episode (both families)
-        self.max_episode_steps = int(jaxmarl_env.max_steps) + 1
-        self._obs_widths = tuple(
-            int(np.prod(jaxmarl_env.observation_space(a).shape)) for a in self.agent_names)
+        self.noop_action = self.family.noop(jaxmarl_env)
+        self.max_episode_steps = self.family.limit(jaxmarl_env)
+        obs, state = jax.eval_shape(jaxmarl_env.reset, jax.random.PRNGKey(0))
+        self._obs_widths = tuple(sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(obs[a]))
+                                 for a in self.agent_names)
         self.obs_dim = max(self._obs_widths)
-        _, state = jax.eval_shape(jaxmarl_env.reset, jax.random.PRNGKey(0))
-        self.state_dim = int(np.prod(jax.eval_shape(self._global_state_of, state).shape))
+        self.state_dim = int(np.prod(jax.eval_shape(self._global_state, obs, state).shape))
         groups: dict[str, list[int]] = {}
         for i, agent in enumerate(self.agent_names):
             groups.setdefault(agent.rsplit("_", 1)[0], []).append(i)
@@ -268,20 +349,20 @@ class JaxMARLEnv(Env[JaxMARLState, JaxMARLParams]):
     def _stack_obs(self, obs: dict[str, jax.Array]) -> jax.Array:
         rows = []
         for agent, width in zip(self.agent_names, self._obs_widths, strict=True):
-            row = jnp.asarray(obs[agent], jnp.float32).reshape(-1)
+            row = jnp.concatenate([jnp.asarray(leaf, jnp.float32).reshape(-1)
+                                   for leaf in jax.tree.leaves(obs[agent])])
             rows.append(jnp.pad(row, (0, self.obs_dim - width)))
         return jnp.stack(rows)
 
-    def _global_state_of(self, inner: Any) -> jax.Array:
+    def _global_state(self, obs: dict[str, Any], inner: Any) -> jax.Array:
         env = self.jaxmarl_env
         if hasattr(env, "get_world_state"):
             return jnp.asarray(env.get_world_state(inner), jnp.float32).reshape(-1)
-        return self._stack_obs(env.get_obs(inner)).reshape(-1)
+        return self._stack_obs(obs).reshape(-1)
 
     def _mask(self, inner: Any) -> jax.Array:
-        try:
-            avail = self.jaxmarl_env.get_avail_actions(inner)
-        except NotImplementedError:
+        avail = self.family.avail(self.jaxmarl_env, inner)
+        if avail is None:
             return jnp.asarray(self._action_range)
         rows = [jnp.pad(jnp.asarray(avail[a]).astype(bool).reshape(-1),
                         (0, self.num_actions - n))
@@ -290,8 +371,8 @@ class JaxMARLEnv(Env[JaxMARLState, JaxMARLParams]):
 
     def _timestep(self, obs: dict[str, jax.Array], inner: Any, reward: jax.Array,
                   done: jax.Array) -> TimeStep:
-        terminated = done & self.family.terminated(self.jaxmarl_env, inner, done)
+        terminated = done & self.family.terminated(self.jaxmarl_env, inner)
         return TimeStep(obs=self._stack_obs(obs), action_mask=self._mask(inner),
-                        global_state=self._global_state_of(inner), reward=reward,
+                        global_state=self._global_state(obs, inner), reward=reward,
                         terminated=terminated, truncated=done & ~terminated,
                         info=self.family.info(self.jaxmarl_env, inner))

@@ -26,8 +26,10 @@ def spread():
 @pytest.mark.parametrize(("env_id", "kwargs", "steps"), [
     (SPREAD, {}, 26), ("jaxmarl:MPE_simple_tag_v3", {}, 26),
     ("jaxmarl:MPE_simple_speaker_listener_v4", {}, 26), (SMAX, {"scenario": "3m"}, 40),
-    (SMAX, {"scenario": "2s3z"}, 40)], ids=["spread", "tag", "speaker_listener", "smax_3m",
-                                            "smax_2s3z"])
+    (SMAX, {"scenario": "2s3z"}, 40), ("jaxmarl:overcooked", {"layout": "cramped_room"}, 30),
+    ("jaxmarl:hanabi", {}, 4), ("jaxmarl:coin_game", {}, 30)],
+    ids=["spread", "tag", "speaker_listener", "smax_3m", "smax_2s3z", "overcooked", "hanabi",
+         "coin_game"])
 def test_the_contract_under_jit_and_vmap(env_id, kwargs, steps):
     env, params = make(env_id, **kwargs)
     assert env.name == env_id and known(env_id)
@@ -149,7 +151,9 @@ def test_smax_wins_and_losses_terminate_and_the_time_limit_truncates():
      "its options: action_spaces, action_type, .*local_ratio"),
     (SMAX, {"scenario": "3m", "enemy_shots": True}, r"jaxmarl:HeuristicEnemySMAX refused its "
      r"options \['enemy_shots', 'scenario'\]: .*unexpected keyword argument 'enemy_shots'"),
-    ("jaxmarl:hanabi", {}, "HanabiEnv is not adapted yet; adapted families: MPE"),
+    ("jaxmarl:storm", {}, "InTheGrid is not adapted yet; adapted families: MPE"),
+    ("jaxmarl:overcooked", {"layout": "kitchen"}, "unknown Overcooked layout 'kitchen'; "
+     "layouts: cramped_room"),
     (SPREAD, {"action_type": "Continuous"}, "only discrete action spaces are adapted"),
 ])
 def test_bad_jaxmarl_ids_and_options_are_refused(env_id, kwargs, match):
@@ -185,3 +189,33 @@ def test_a_run_trains_evaluates_and_reloads_on_an_adapted_env(tmp_path):
     assert env.name == SPREAD
     figures = jax.jit(lambda k: evaluate(env, params, policy, k, 2))(jax.random.PRNGKey(0))
     np.testing.assert_array_equal(np.asarray(figures["length"]), 26)  # its episode limit
+
+
+def _random_run(env, params, key, steps):
+    """Terminated, truncated and the masks of ``steps`` random legal steps from a reset."""
+    return jax.jit(lambda k: _episode(env, params, k, steps))(key)[1]
+
+
+@pytest.mark.parametrize(("env_id", "kwargs", "limit"), [
+    ("jaxmarl:overcooked", {"layout": "cramped_room", "max_steps": 6}, 6),
+    ("jaxmarl:coin_game", {"num_inner_steps": 3, "num_outer_steps": 2}, 6)],
+    ids=["overcooked", "coin_game"])
+def test_time_limited_families_truncate_at_their_limit(env_id, kwargs, limit):
+    env, params = make(env_id, **kwargs)
+    assert env.max_episode_steps == limit
+    traj = _random_run(env, params, jax.random.PRNGKey(0), limit)
+    np.testing.assert_array_equal(np.asarray(traj.truncated), np.arange(1, limit + 1) == limit)
+    assert not np.any(np.asarray(traj.terminated))
+
+
+def test_a_hanabi_game_terminates_and_only_the_player_to_move_has_choices():
+    env, params = make("jaxmarl:hanabi")
+    assert env.noop_action == env.num_actions - 1 == 20
+    traj = _random_run(env, params, jax.random.PRNGKey(0), env.max_episode_steps)
+    end = int(np.argmax(np.asarray(traj.terminated)))
+    assert traj.terminated[end] and not np.any(np.asarray(traj.truncated))  # lives ran out
+    assert end + 1 <= env.max_episode_steps
+    masks = np.asarray(traj.action_mask[:end]).sum(-1)  # (steps, players)
+    # one player moves at a time; the others may only pass (the no-op)
+    assert np.all(np.sort(masks, axis=-1)[:, 0] == 1) and np.all(masks.max(-1) > 1)
+    assert np.all(np.asarray(traj.action_mask[:end])[masks == 1][:, 20])
