@@ -47,7 +47,10 @@ What the adapter does (the contract in ``envs/core.py``):
   coin game 4 (stay), Hanabi its last move (the pass of every player whose turn it is not).
   Masks: SMAX ``get_avail_actions``, Hanabi ``get_legal_moves``, else all legal.
 - ``info``: SMAX: ``won`` (every enemy dead while an ally lives, at the episode's end),
-  ``allies_alive`` and ``enemies_alive`` (counts); the others: none. ``teams`` groups agents
+  ``allies_alive`` and ``enemies_alive`` (counts); coin game: ``own_coins`` and
+  ``other_coins``, the coins picked up this step by an agent of their colour or of the
+  other's (their episode means from ``evaluate`` give the own-coin rate,
+  ``own / (own + other)``); the others: none. ``teams`` groups agents
   by the name before their index (``adversary_0`` -> ``adversary``).
 - names given as strings are looked up: SMAX ``scenario="3m"`` (``map_name_to_scenario``),
   Overcooked ``layout="cramped_room"`` (``overcooked_layouts``).
@@ -108,7 +111,9 @@ class _Family:
         """Each agent's legal actions, or None: all legal."""
         return None
 
-    def info(self, env: Any, state: Any) -> dict[str, jax.Array]:
+    def info(self, env: Any, state: Any, previous: Any) -> dict[str, jax.Array]:
+        """Scalar metrics of the step into ``state`` from ``previous`` (None at reset: the
+        same keys, zero where a metric counts events)."""
         return {}
 
 
@@ -143,7 +148,7 @@ class _SMAX(_Family):
     def avail(self, env: Any, state: Any) -> dict[str, jax.Array]:
         return env.get_avail_actions(state)
 
-    def info(self, env: Any, state: Any) -> dict[str, jax.Array]:
+    def info(self, env: Any, state: Any, previous: Any) -> dict[str, jax.Array]:
         allies, enemies = self._alive(env, state)
         won = ((enemies == 0) & (allies > 0)).astype(jnp.float32)
         return {"won": won, "allies_alive": allies, "enemies_alive": enemies}
@@ -168,6 +173,19 @@ class _CoinGame(_Family):
     def limit(self, env: Any) -> int:
         # its inner games restart inside the env; dones only at the outer episode's end
         return int(env.num_inner_steps) * int(env.num_outer_steps)
+
+    @staticmethod
+    def _coins(state: Any) -> tuple[jax.Array, jax.Array]:
+        own = jnp.sum(state.red_coop) + jnp.sum(state.blue_coop)
+        other = jnp.sum(state.red_defect) + jnp.sum(state.blue_defect)
+        return own.astype(jnp.float32), other.astype(jnp.float32)
+
+    def info(self, env: Any, state: Any, previous: Any) -> dict[str, jax.Array]:
+        if previous is None:
+            return {"own_coins": jnp.zeros((), jnp.float32),
+                    "other_coins": jnp.zeros((), jnp.float32)}
+        (own, other), (own_0, other_0) = self._coins(state), self._coins(previous)
+        return {"own_coins": own - own_0, "other_coins": other - other_0}
 
 
 class _Hanabi(_Family):
@@ -335,15 +353,15 @@ class JaxMARLEnv(Env[JaxMARLState, JaxMARLParams]):
                   ) -> tuple[JaxMARLState, TimeStep]:
         obs, inner = self.jaxmarl_env.reset(key)
         zeros = jnp.zeros((self.num_agents,), jnp.float32)
-        return JaxMARLState(inner), self._timestep(obs, inner, zeros, jnp.zeros((), bool))
+        return JaxMARLState(inner), self._timestep(obs, inner, zeros, jnp.zeros((), bool), None)
 
     def step_env(self, key: jax.Array, state: JaxMARLState, actions: jax.Array,
                  params: JaxMARLParams) -> tuple[JaxMARLState, TimeStep]:
         joint = {a: actions[i] for i, a in enumerate(self.agent_names)}
         obs, inner, rewards, dones, _ = self.jaxmarl_env.step_env(key, state.inner, joint)
         reward = jnp.stack([jnp.asarray(rewards[a], jnp.float32) for a in self.agent_names])
-        return JaxMARLState(inner), self._timestep(obs, inner, reward,
-                                                   jnp.asarray(dones["__all__"], bool))
+        done = jnp.asarray(dones["__all__"], bool)
+        return JaxMARLState(inner), self._timestep(obs, inner, reward, done, state.inner)
 
     # ----- pieces ----------------------------------------------------------------------------
     def _stack_obs(self, obs: dict[str, jax.Array]) -> jax.Array:
@@ -370,9 +388,9 @@ class JaxMARLEnv(Env[JaxMARLState, JaxMARLParams]):
         return jnp.stack(rows) & jnp.asarray(self._action_range)
 
     def _timestep(self, obs: dict[str, jax.Array], inner: Any, reward: jax.Array,
-                  done: jax.Array) -> TimeStep:
+                  done: jax.Array, previous: Any) -> TimeStep:
         terminated = done & self.family.terminated(self.jaxmarl_env, inner)
         return TimeStep(obs=self._stack_obs(obs), action_mask=self._mask(inner),
                         global_state=self._global_state(obs, inner), reward=reward,
                         terminated=terminated, truncated=done & ~terminated,
-                        info=self.family.info(self.jaxmarl_env, inner))
+                        info=self.family.info(self.jaxmarl_env, inner, previous))

@@ -219,3 +219,18 @@ def test_a_hanabi_game_terminates_and_only_the_player_to_move_has_choices():
     # one player moves at a time; the others may only pass (the no-op)
     assert np.all(np.sort(masks, axis=-1)[:, 0] == 1) and np.all(masks.max(-1) > 1)
     assert np.all(np.asarray(traj.action_mask[:end])[masks == 1][:, 20])
+
+
+def test_the_coin_game_counts_each_step_s_own_and_other_coins():
+    """``info`` holds the coins picked up per step, a coin of the picker's own colour or the
+    other's; over an episode they add up to JaxMARL's own counters (the own-coin rate of a
+    team is then ``own / (own + other)`` of ``evaluate``'s episode means)."""
+    env, params = make("jaxmarl:coin_game")
+    _, traj, _, states = jax.jit(lambda k: _episode(env, params, k, 100, with_states=True))(
+        jax.random.PRNGKey(0))
+    last = jax.tree.map(lambda x: x[-1], states.inner)
+    own = float(np.sum(last.red_coop) + np.sum(last.blue_coop))
+    other = float(np.sum(last.red_defect) + np.sum(last.blue_defect))
+    assert float(np.sum(traj.info["own_coins"])) == own > 0
+    assert float(np.sum(traj.info["other_coins"])) == other > 0
+    assert set(np.unique(np.asarray(traj.info["own_coins"]))) <= {0.0, 1.0, 2.0}
