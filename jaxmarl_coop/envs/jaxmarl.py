@@ -16,7 +16,8 @@ What the adapter does (the contract in ``envs/core.py``):
   own width);
 - actions: discrete only (a JaxMARL env with another action space is refused); ``(N,)``
   ints, ``num_actions`` the largest agent's count, the actions past an agent's own count
-  masked illegal; an invalid action acts as the family's no-op (below);
+  masked illegal; an invalid action (one of those too) acts as the family's no-op (below)
+  and is counted in ``info["invalid_actions"]``;
 - global state: the env's world state where it has one (SMAX's ``world_state``), else the
   padded observations concatenated;
 - ``reset``/``step``: JaxMARL's ``reset`` and ``step_env``, never its auto-resetting
@@ -347,6 +348,13 @@ class JaxMARLEnv(Env[JaxMARLState, JaxMARLParams]):
 
     def agent_action_space(self, agent: int | str) -> Any:
         return Discrete(self._agent_actions[self._agent_index(agent)], (), np.int32)
+
+    def prepare_actions(self, actions: Any) -> tuple[jax.Array, jax.Array]:
+        """As ``Env.prepare_actions``, and an action past the agent's own count (an agent
+        with fewer actions than ``num_actions``) is invalid too: it acts as the no-op."""
+        actions, invalid = super().prepare_actions(actions)
+        beyond = actions >= jnp.asarray(self._agent_actions, jnp.int32)
+        return jnp.where(beyond, self.noop_action, actions), invalid | beyond
 
     # ----- the contract ----------------------------------------------------------------------
     def reset_env(self, key: jax.Array, params: JaxMARLParams

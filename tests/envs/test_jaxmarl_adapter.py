@@ -77,6 +77,14 @@ def test_padding_and_masks_follow_each_agent_s_own_spaces():
                                   [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
     # the global state of an env without a world state: the padded observations
     np.testing.assert_array_equal(np.asarray(ts.global_state), np.asarray(ts.obs).reshape(-1))
+    # an action past the speaker's own 3 is invalid: it acts as the no-op, and is counted
+    state, _ = env.reset(jax.random.PRNGKey(0), params)
+    key = jax.random.PRNGKey(1)
+    _, ts_past = env.step(key, state, jnp.array([4, 2]), params)
+    _, ts_noop = env.step(key, state, jnp.array([0, 2]), params)
+    assert float(ts_past.info["invalid_actions"]) == 1.0
+    assert float(ts_noop.info["invalid_actions"]) == 0.0
+    np.testing.assert_array_equal(np.asarray(ts_past.obs), np.asarray(ts_noop.obs))
 
 
 def test_adapted_spread_steps_exactly_like_jaxmarl_s_own(spread):
