@@ -240,6 +240,10 @@ class Env(Generic[State, Params]):
     #: The most steps an episode lasts, for envs whose params have no ``max_steps`` (the
     #: adapted JaxMARL envs); ``episode_limit`` reads either.
     max_episode_steps: int | None = None
+    #: ``info`` metrics whose value on an episode's last step is the episode's figure (SMAX's
+    #: ``won``): ``EpisodeStats`` reports that value as ``episode_<name>``, not the mean
+    #: over the episode's steps as for every other metric.
+    end_metrics: tuple[str, ...] = ()
 
     # ----- to implement -------------------------------------------------------------------
     def default_params(self) -> Params:

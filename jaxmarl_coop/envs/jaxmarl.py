@@ -47,8 +47,10 @@ What the adapter does (the contract in ``envs/core.py``):
 - no-ops (what an invalid action acts as): MPE 0 (no force), SMAX 4 (stop), Overcooked and
   coin game 4 (stay), Hanabi its last move (the pass of every player whose turn it is not).
   Masks: SMAX ``get_avail_actions``, Hanabi ``get_legal_moves``, else all legal.
-- ``info``: SMAX: ``won`` (every enemy dead while an ally lives, at the episode's end),
-  ``allies_alive`` and ``enemies_alive`` (counts); coin game: ``own_coins`` and
+- ``info``: SMAX: ``won`` (every enemy dead while an ally lives), ``allies_alive`` and
+  ``enemies_alive`` (counts), its ``end_metrics``: ``EpisodeStats`` and ``evaluate`` report
+  their values on the episode's last step, so the mean of ``won`` over episodes is the win
+  rate; coin game: ``own_coins`` and
   ``other_coins``, the coins picked up this step by an agent of their colour or of the
   other's (their episode means from ``evaluate`` give the own-coin rate,
   ``own / (own + other)``); the others: none. ``teams`` groups agents
@@ -97,6 +99,7 @@ class _Family:
     truncation), its no-op, its longest episode, its masks and its info."""
 
     name: ClassVar[str]
+    end_metrics: ClassVar[tuple[str, ...]] = ()
 
     def noop(self, env: Any) -> int:
         return 0
@@ -148,6 +151,9 @@ class _SMAX(_Family):
 
     def avail(self, env: Any, state: Any) -> dict[str, jax.Array]:
         return env.get_avail_actions(state)
+
+    #: an episode's outcome: the values on its last step (``Env.end_metrics``)
+    end_metrics = ("won", "allies_alive", "enemies_alive")
 
     def info(self, env: Any, state: Any, previous: Any) -> dict[str, jax.Array]:
         allies, enemies = self._alive(env, state)
@@ -328,6 +334,7 @@ class JaxMARLEnv(Env[JaxMARLState, JaxMARLParams]):
         self.num_actions = max(self._agent_actions)
         self.noop_action = self.family.noop(jaxmarl_env)
         self.max_episode_steps = self.family.limit(jaxmarl_env)
+        self.end_metrics = self.family.end_metrics
         obs, state = jax.eval_shape(jaxmarl_env.reset, jax.random.PRNGKey(0))
         self._obs_widths = tuple(sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(obs[a]))
                                  for a in self.agent_names)

@@ -21,7 +21,8 @@ from flax import struct
 from jaxmarl_coop.envs.core import Env, TimeStep, check_count
 
 _DELEGATED = ("name", "num_agents", "num_actions", "obs_dim", "state_dim", "agent_names",
-              "teams", "continuous_actions", "debug", "num_obs_indices")
+              "teams", "continuous_actions", "debug", "num_obs_indices", "noop_action",
+              "max_episode_steps", "end_metrics")
 
 
 class Wrapper(Env):
@@ -133,7 +134,9 @@ class EpisodeStats(Wrapper):
 
     ``episode_return`` (N,) per-agent return, ``episode_length``, ``episode_<metric>`` the
     episode mean of each scalar metric in the env's ``info`` (e.g. ``episode_captured`` is
-    the fraction of steps with a capture), and ``episode_done`` (this step ended one).
+    the fraction of steps with a capture) or, for the env's ``end_metrics``, its value on
+    the episode's last step (e.g. SMAX's ``episode_won``), and ``episode_done`` (this step
+    ended one).
     Values stay until the next episode ends, so mask with ``episode_done`` when averaging.
     Wrap it outside ``AutoReset``.
     """
@@ -155,9 +158,11 @@ class EpisodeStats(Wrapper):
         done = ts.done
         ret = state.episode_return + ts.reward
         length = state.episode_length + 1
-        sums = {k: state.info_sum[k] + v.astype(jnp.float32)
-                for k, v in self._metrics(ts.info).items()}
-        means = {k: v / length.astype(jnp.float32) for k, v in sums.items()}
+        metrics = self._metrics(ts.info)
+        sums = {k: state.info_sum[k] + v.astype(jnp.float32) for k, v in metrics.items()}
+        end = set(getattr(self._env, "end_metrics", ()))
+        means = {k: metrics[k].astype(jnp.float32) if k in end
+                 else v / length.astype(jnp.float32) for k, v in sums.items()}
         state = EpisodeStatsState(
             env_state=env_state,
             episode_return=jnp.where(done, 0.0, ret),

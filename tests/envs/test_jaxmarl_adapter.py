@@ -145,6 +145,17 @@ def test_smax_wins_and_losses_terminate_and_the_time_limit_truncates():
     assert not np.any(np.asarray(traj.truncated[:end]) | np.asarray(traj.terminated[:end]))
     assert np.all(np.asarray(traj.info["allies_alive"][:end]) > 0)
 
+    # the outcome is read on an episode's last step (end_metrics), not averaged over it
+    from jaxmarl_coop.envs import feed_forward
+    from jaxmarl_coop.learners.evaluation import evaluate
+
+    idle = feed_forward(lambda key, ts: jnp.full((env.num_agents,), 4, jnp.int32))
+    figures = jax.jit(lambda k: evaluate(env, params, idle, k, 2))(jax.random.PRNGKey(2))
+    np.testing.assert_array_equal(np.asarray(figures["won"]), 0.0)
+    np.testing.assert_array_equal(np.asarray(figures["allies_alive"]), 0.0)
+    assert np.all(np.asarray(figures["enemies_alive"]) > 0)
+    assert np.all(np.asarray(figures["completed"]))
+
     env, params = make(SMAX, scenario="3m", max_steps=5)  # max_steps + 1 steps, as MPE's
     traj = _idle(env, params, jax.random.PRNGKey(1), 6)
     np.testing.assert_array_equal(np.asarray(traj.truncated), [0, 0, 0, 0, 0, 1])
