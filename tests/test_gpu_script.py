@@ -13,7 +13,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "experiments" / "benchmarks" / "gpu.sh"
 STEPS = ("info", "install", "verify", "env_throughput", "scaling", "train_mappo", "train_ippo",
-         "train_dqn", "train_tabular_q", "train_vdn", "train_qmix")
+         "train_dqn", "train_tabular_q", "train_vdn", "train_qmix", "train_mappo_rnn")
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
@@ -70,4 +70,5 @@ def test_lac_peer_runs_only_when_asked(tmp_path: Path) -> None:
                               capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert "=== install_peers (timeout" in proc.stdout
+        assert "=== train_mappo_smax (timeout" in proc.stdout  # SMAX needs the peers' jaxmarl
         assert ("=== lac_peer (timeout" in proc.stdout) is listed, lac

@@ -31,6 +31,9 @@
 #                   --no-gif), 22-37 s each on an H100, compile included
 #   scaling         experiments.benchmarks.scaling, GPU sizes (envs 16..65536, agents 2..32 at
 #                   batch 1024, seeds 1..64; in that order, the JSON saved after each axis)
+#   train_mappo_rnn train_mappo_smax
+#                   recurrent MAPPO on cue-v1 (--config recurrent=true), and (peers) MAPPO
+#                   on SMAX 3m through the JaxMARL adapter; not yet measured on a GPU
 #   lac_peer        (GPU_SH_LAC=1, peers on and JAXMARL_REPO set) learn_actor_critic --only
 #                   throughput: our IPPO/MAPPO against JaxMARL's baseline scripts (~210 s on
 #                   an H100: raise GPU_SH_BUDGET_S by that much)
@@ -287,6 +290,16 @@ step scaling 170 30 -- "$PYTHON" -m experiments.benchmarks.scaling "${SC_ARGS[@]
 if [[ "$DRY" != 1 ]]; then
   cp "$WORK_DIR/scaling/results.json" "$OUT_DIR/scaling.json" 2>/dev/null
   cp "$WORK_DIR/scaling/scaling.png" "$OUT_DIR/scaling.png" 2>/dev/null
+fi
+
+# the newer work: a recurrent team on the memory task, and SMAX through the JaxMARL adapter
+# (it needs the peers' jaxmarl)
+train mappo_rnn "$STEPS_MAPPO" --learner mappo --env cue-v1 --config recurrent=true
+if [[ "$PEERS" == 1 ]]; then
+  [[ "$DRY" == 1 ]] || rm -rf "$WORK_DIR/train/mappo_smax"
+  step train_mappo_smax "$TRAIN_TIMEOUT" 20 PYTHONPATH="$PEER_PYTHONPATH" -- "$PYTHON" -m \
+    experiments.train --learner mappo --env jaxmarl:HeuristicEnemySMAX --env-param scenario=3m \
+    --env-steps "$STEPS_MAPPO" "${TRAIN_COMMON[@]}" --out "$WORK_DIR/train/mappo_smax"
 fi
 
 if [[ "$LAC" == 1 && "$PEERS" == 1 && -n "$JAXMARL_REPO" ]]; then
