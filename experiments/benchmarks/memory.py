@@ -235,18 +235,20 @@ def task_steps(task: str, args: argparse.Namespace) -> int:
     return min(args.marks) if task in MEMORY_TASKS else max(args.marks)
 
 
+def same_settings(previous: dict[str, Any] | None, args: argparse.Namespace) -> bool:
+    """Whether a previous results.json was made with this run's ``RESUME_KEYS`` settings."""
+    return previous is not None and all(previous["settings"].get(k) == getattr(args, k)
+                                        for k in RESUME_KEYS)
+
+
 def kept_runs(previous: dict[str, Any] | None, task: str, steps: int,
               args: argparse.Namespace) -> dict[str, Any]:
     """``--resume``: the runs (by variant) and JaxMARL section of ``task`` in a previous
     results.json made with the same settings; empty without one."""
-    if previous is None or task not in previous.get("tasks", {}):
+    if not same_settings(previous, args) or task not in previous.get("tasks", {}):
         return {}
-    section, settings = previous["tasks"][task], previous["settings"]
-    same = (section.get("env_steps_per_seed") == steps
-            and all(settings.get(k) == getattr(args, k) for k in RESUME_KEYS)
-            and (task != "tracking" or section["env_kwargs"].get("sensing_radius")
-                 == args.radius))
-    if not same:
+    section = previous["tasks"][task]
+    if section.get("env_steps_per_seed") != steps:
         return {}
     kept = {r["variant"]: r for r in section["runs"]}
     if section.get("jaxmarl", {}).get("status") == "ok":
@@ -435,8 +437,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         data["tasks"][section["task"]] = section
         save_results(out / "results.json", data, start)
 
-    if previous is not None and all(previous["settings"].get(k) == getattr(args, k)
-                                    for k in RESUME_KEYS):
+    if same_settings(previous, args):
         for task, section in previous.get("tasks", {}).items():
             if task not in args.tasks:  # another task's runs, made with these settings
                 data["tasks"][task] = section
